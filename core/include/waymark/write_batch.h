@@ -1,0 +1,68 @@
+// The edge's write rules as pure logic over a LogTxn: sequencing (dense seqs), idempotency
+// (one (conv, id) is stored once; a repeat learns the original seq), and receipt monotonicity.
+// The edge's writer thread calls commit_batch for each group commit; tests call it directly on
+// a MemoryLogStore. Pure functions over the given store; the caller's thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "waymark/error.h"
+#include "waymark/frames.h"
+#include "waymark/log_store.h"
+
+namespace waymark {
+
+struct AppendRequest {
+  std::string tenant;
+  Msg msg;  // everything but seq, which the batch assigns
+};
+
+struct ReceiptRequest {
+  std::string tenant;
+  std::string user;
+  std::string conv;
+  Seq seq = 0;
+  ReceiptKind kind = ReceiptKind::read;
+};
+
+struct WriteRequest {
+  std::uint64_t ticket = 0;  // the caller's, handed back in the outcome
+  std::variant<AppendRequest, ReceiptRequest> op;
+};
+
+struct AppendOutcome {
+  Seq seq = 0;
+  TimeMs ts = 0;
+  std::optional<std::string> trace;
+  bool dup = false;
+  std::shared_ptr<const std::string> frame;  // the stored msg frame; null for a dup
+};
+
+struct ReceiptOutcome {
+  bool advanced = false;      // false: not past the stored cursor, nothing to fan out
+  ReceiptCursors cursors;     // after the write
+};
+
+struct WriteOutcome {
+  std::uint64_t ticket = 0;
+  std::variant<AppendOutcome, ReceiptOutcome, Error> result;  // Error: refused, e.g. seq > head
+};
+
+// Applies the requests in order inside txn. A store error fails the whole batch (the caller
+// aborts the transaction: nothing of it is stored, nothing may be acked).
+Result<std::vector<WriteOutcome>> apply_writes(LogTxn& txn,
+                                               const std::vector<WriteRequest>& requests);
+
+// apply_writes inside one store.write(): the whole group commit.
+Result<std::vector<WriteOutcome>> commit_batch(LogStore& store,
+                                               const std::vector<WriteRequest>& requests);
+
+// The stored form of a message: its msg frame.
+std::string stored_frame(const Msg& msg);
+
+}  // namespace waymark

@@ -1,0 +1,881 @@
+// ClientSession: connection life cycle, outbox, cursors and gap filling, receipts, typing,
+// presence, and the durable state a host persists.
+#include "waymark/client_session.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+
+#include "waymark/codec.h"
+
+namespace json = boost::json;
+
+namespace waymark {
+namespace {
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+constexpr int kCloseNormal = 1000;
+constexpr std::size_t kUnlimitedIncoming = static_cast<std::size_t>(-1);
+
+void take_min(std::optional<TimeMs>& deadline, TimeMs candidate) {
+  if (!deadline || candidate < *deadline) deadline = candidate;
+}
+
+}  // namespace
+
+std::string_view to_string(RowState state) {
+  switch (state) {
+    case RowState::queued: return "queued";
+    case RowState::stored: return "stored";
+    case RowState::sequenced: return "sequenced";
+    case RowState::delivered: return "delivered";
+    case RowState::read: return "read";
+    case RowState::failed: return "failed";
+  }
+  return "queued";
+}
+
+std::string_view to_string(ConnectionState state) {
+  switch (state) {
+    case ConnectionState::connecting: return "connecting";
+    case ConnectionState::online: return "online";
+    case ConnectionState::offline: return "offline";
+  }
+  return "offline";
+}
+
+ClientSession::ClientSession(ClientConfig config, std::string token,
+                             std::optional<std::string> device, RandomSource& random)
+    : config_(config),
+      token_(std::move(token)),
+      device_(std::move(device)),
+      random_(random),
+      heartbeat_ms_(config.default_heartbeat_ms),
+      max_frame_(config.default_max_frame) {}
+
+// ---- outputs ------------------------------------------------------------------------------
+
+std::vector<IoAction> ClientSession::take_io() {
+  std::vector<IoAction> out;
+  out.swap(io_);
+  return out;
+}
+
+std::vector<ClientEvent> ClientSession::take_events() {
+  if (state_changed_) {
+    events_.emplace_back(StateChangedEvent{});
+    state_changed_ = false;
+  }
+  std::vector<ClientEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+std::optional<TimeMs> ClientSession::next_deadline() const {
+  std::optional<TimeMs> deadline;
+  switch (phase_) {
+    case Phase::offline: take_min(deadline, next_connect_at_); break;
+    case Phase::connecting:
+    case Phase::handshaking: take_min(deadline, phase_since_ + config_.handshake_timeout_ms); break;
+    case Phase::online:
+      take_min(deadline, last_heard_ + 2 * heartbeat_ms_);
+      take_min(deadline, last_ping_ + heartbeat_ms_);
+      if (retry_wakeup_) take_min(deadline, *retry_wakeup_);
+      for (const auto& [conv, c] : conversations_)
+        if (c.gap_rid) take_min(deadline, c.gap_sent_at + config_.request_timeout_ms);
+      for (const auto& [rid, request] : history_requests_)
+        take_min(deadline, request.sent_at + config_.request_timeout_ms);
+      break;
+    case Phase::idle:
+    case Phase::stopped: break;
+  }
+  for (const auto& [conv, c] : conversations_)
+    for (const auto& [user, expiry] : c.typing) take_min(deadline, expiry);
+  return deadline;
+}
+
+ConnectionState ClientSession::connection_state() const {
+  switch (phase_) {
+    case Phase::connecting:
+    case Phase::handshaking: return ConnectionState::connecting;
+    case Phase::online: return ConnectionState::online;
+    default: return ConnectionState::offline;
+  }
+}
+
+std::optional<Seq> ClientSession::cursor(const std::string& conv) const {
+  auto it = conversations_.find(conv);
+  return it == conversations_.end() ? std::nullopt : it->second.cursor;
+}
+
+std::uint64_t ClientSession::unread(const std::string& conv) const {
+  auto it = conversations_.find(conv);
+  return it == conversations_.end() ? 0 : it->second.unread.size();
+}
+
+std::vector<std::string> ClientSession::present(const std::string& conv) const {
+  auto it = conversations_.find(conv);
+  if (it == conversations_.end()) return {};
+  return {it->second.present.begin(), it->second.present.end()};
+}
+
+void ClientSession::emit(ClientEvent event) { events_.push_back(std::move(event)); }
+
+void ClientSession::emit_row(const std::string& conv, const std::string& id, RowState state,
+                             std::optional<Seq> seq, bool own, TimeMs now) {
+  RowEvent row;
+  row.conv = conv;
+  row.id = id;
+  row.state = state;
+  row.seq = seq;
+  row.own = own;
+  row.at = now;
+  emit(std::move(row));
+}
+
+std::string ClientSession::next_rid() { return "c" + std::to_string(++rid_counter_); }
+
+TimeMs ClientSession::jittered_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt) {
+  TimeMs ceiling = base << std::min<std::uint32_t>(attempt, 20);
+  ceiling = std::min(ceiling, cap);
+  return static_cast<TimeMs>(random_.next_u64() % static_cast<std::uint64_t>(ceiling + 1));
+}
+
+// ---- life cycle ---------------------------------------------------------------------------
+
+void ClientSession::start(TimeMs now) {
+  if (phase_ == Phase::idle || phase_ == Phase::stopped || phase_ == Phase::offline)
+    begin_connect(now);
+}
+
+void ClientSession::close(TimeMs now) {
+  if (connection_) io_.emplace_back(CloseSocket{connection_, kCloseNormal});
+  bool was_stopped = phase_ == Phase::stopped;
+  connection_lost(now, "closed by app", false, kCloseNormal);
+  phase_ = Phase::stopped;
+  if (!was_stopped) emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "closed by app"});
+}
+
+void ClientSession::connect_now(TimeMs now) {
+  if (phase_ == Phase::offline || phase_ == Phase::stopped || phase_ == Phase::idle) {
+    failed_attempts_ = 0;
+    bye_window_.reset();
+    begin_connect(now);
+  }
+}
+
+void ClientSession::set_token(std::string token) { token_ = std::move(token); }
+
+bool ClientSession::is_current(ConnectionId connection) const {
+  return connection != 0 && connection == connection_;
+}
+
+void ClientSession::begin_connect(TimeMs now) {
+  connection_ = ++last_connection_;
+  phase_ = Phase::connecting;
+  phase_since_ = now;
+  io_.emplace_back(OpenSocket{connection_});
+  emit(ConnectionEvent{ConnectionState::connecting, std::nullopt, {}});
+}
+
+void ClientSession::connection_lost(TimeMs now, std::string reason, bool ask_close, int code) {
+  if (ask_close && connection_) io_.emplace_back(CloseSocket{connection_, code});
+  bool was_online = phase_ == Phase::online;
+  if (was_online && now - phase_since_ >= config_.healthy_after_ms) failed_attempts_ = 0;
+  connection_ = 0;
+  retry_wakeup_.reset();
+  for (auto& entry : outbox_) entry.sent_on = 0;
+  for (auto& [conv, c] : conversations_) {
+    c.requested = false;
+    c.gap_rid.reset();
+    for (const auto& [user, expiry] : c.typing) emit(TypingEvent{conv, user, false});
+    c.typing.clear();
+  }
+  for (auto& [rid, request] : history_requests_)
+    emit(HistoryEvent{rid, request.conv, {}, false,
+                      make_error(ErrorCode::unavailable, "connection lost")});
+  history_requests_.clear();
+  if (phase_ == Phase::stopped || phase_ == Phase::idle) return;
+  schedule_reconnect(now, std::move(reason));
+}
+
+void ClientSession::schedule_reconnect(TimeMs now, std::string reason) {
+  TimeMs delay;
+  if (bye_window_) {
+    auto [low, high] = *bye_window_;
+    delay = low + static_cast<TimeMs>(random_.next_u64() % static_cast<std::uint64_t>(high - low + 1));
+    bye_window_.reset();
+  } else {
+    delay = jittered_backoff(config_.reconnect_base_ms, config_.reconnect_cap_ms, failed_attempts_);
+  }
+  ++failed_attempts_;
+  next_connect_at_ = now + delay;
+  phase_ = Phase::offline;
+  phase_since_ = now;
+  emit(ConnectionEvent{ConnectionState::offline, next_connect_at_, std::move(reason)});
+}
+
+void ClientSession::write(const Frame& frame) {
+  if (connection_) io_.emplace_back(WriteFrame{connection_, serialize(frame)});
+}
+
+// ---- transport events ---------------------------------------------------------------------
+
+void ClientSession::on_open(ConnectionId connection, TimeMs now) {
+  if (!is_current(connection) || phase_ != Phase::connecting) return;
+  phase_ = Phase::handshaking;
+  phase_since_ = now;
+  last_heard_ = now;
+  Hello hello;
+  hello.token = token_;
+  hello.device = device_;
+  for (auto& [conv, c] : conversations_) {
+    if (!c.wanted) continue;
+    hello.subs.push_back(SubRequest{conv, c.cursor, std::nullopt});
+    c.requested = true;
+  }
+  write(hello);
+}
+
+void ClientSession::on_close(ConnectionId connection, TimeMs now) {
+  if (!is_current(connection)) return;
+  connection_lost(now, "closed", false, kCloseNormal);
+}
+
+void ClientSession::on_frame(ConnectionId connection, std::string_view text, TimeMs now) {
+  if (!is_current(connection)) return;
+  if (phase_ != Phase::handshaking && phase_ != Phase::online) return;
+  last_heard_ = now;
+  auto parsed = parse_frame(text, Direction::from_edge, ParseLimits{kUnlimitedIncoming});
+  if (!parsed.ok()) {
+    emit(ErrorEvent{parsed.error(), std::nullopt});  // the edge broke the protocol: report, skip
+    return;
+  }
+  std::visit(Overloaded{
+                 [&](const Welcome& f) { handle(f, now); },
+                 [&](const Msg& f) { handle(f, now); },
+                 [&](const Subd& f) { handle(f, now); },
+                 [&](const Page& f) { handle(f, now); },
+                 [&](const Ack& f) { handle(f, now); },
+                 [&](const Nack& f) { handle(f, now); },
+                 [&](const Rcpt& f) { handle(f, now); },
+                 [&](const Typing& f) { handle(f, now); },
+                 [&](const Presence& f) { handle(f, now); },
+                 [&](const Bye& f) { handle(f, now); },
+                 [&](const Err& f) { handle(f, now); },
+                 [&](const auto&) {},  // pong: hearing it is all that matters
+             },
+             parsed.value());
+  if (phase_ == Phase::online) {
+    flush_delivered_receipts();
+    pump_outbox(now);
+  }
+}
+
+void ClientSession::on_timer(TimeMs now) {
+  switch (phase_) {
+    case Phase::offline:
+      if (now >= next_connect_at_) begin_connect(now);
+      break;
+    case Phase::connecting:
+    case Phase::handshaking:
+      if (now - phase_since_ >= config_.handshake_timeout_ms)
+        connection_lost(now, "handshake timeout", true, kCloseNormal);
+      break;
+    case Phase::online:
+      if (now - last_heard_ >= 2 * heartbeat_ms_) {
+        connection_lost(now, "dead", true, kCloseNormal);
+        break;
+      }
+      if (now - last_ping_ >= heartbeat_ms_) {
+        write(Ping{now, std::nullopt});
+        last_ping_ = now;
+      }
+      for (auto& [conv, c] : conversations_)
+        if (c.gap_rid && now - c.gap_sent_at >= config_.request_timeout_ms) {
+          c.gap_rid.reset();
+          request_gap_fill(conv, c, now);
+        }
+      for (auto it = history_requests_.begin(); it != history_requests_.end();) {
+        if (now - it->second.sent_at >= config_.request_timeout_ms) {
+          emit(HistoryEvent{it->first, it->second.conv, {}, false,
+                            make_error(ErrorCode::unavailable, "history request timed out")});
+          it = history_requests_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      pump_outbox(now);
+      break;
+    case Phase::idle:
+    case Phase::stopped: break;
+  }
+  for (auto& [conv, c] : conversations_) {
+    for (auto it = c.typing.begin(); it != c.typing.end();) {
+      if (it->second <= now) {
+        emit(TypingEvent{conv, it->first, false});
+        it = c.typing.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+// ---- incoming frames ----------------------------------------------------------------------
+
+void ClientSession::handle(const Welcome& frame, TimeMs now) {
+  if (phase_ != Phase::handshaking) return;  // a repeated welcome changes nothing
+  phase_ = Phase::online;
+  phase_since_ = now;
+  last_ping_ = now;
+  user_ = frame.user;
+  heartbeat_ms_ = std::max<TimeMs>(frame.hb, 1);
+  max_frame_ = static_cast<std::size_t>(std::max<std::int64_t>(frame.max_frame, 1));
+  emit(ConnectionEvent{ConnectionState::online, std::nullopt, {}});
+}
+
+void ClientSession::handle(const Msg& frame, TimeMs now) { accept_msg(frame, now); }
+
+void ClientSession::accept_msg(Msg msg, TimeMs now) {
+  if (!msg.seq) {  // a relaying edge's provisional copy: show it once as stored
+    if (provisional_seen_.insert({msg.conv, msg.id}).second)
+      emit_row(msg.conv, msg.id, RowState::stored, std::nullopt, msg.from == user_, now);
+    return;
+  }
+  auto it = conversations_.find(msg.conv);
+  if (it == conversations_.end() || !it->second.wanted) return;
+  Conversation& c = it->second;
+  Seq seq = *msg.seq;
+  c.known_head = std::max(c.known_head, seq);
+  resolve_sent(msg.conv, msg.id, seq, now);  // the msg answers a send whose ack was lost
+  if (!c.cursor || seq <= *c.cursor) return;  // not synced yet, or already delivered
+  if (seq != *c.cursor + 1) {
+    c.pending.emplace(seq, std::move(msg));
+    request_gap_fill(it->first, c, now);
+    return;
+  }
+  deliver(c, std::move(msg), now);
+  while (!c.pending.empty() && c.pending.begin()->first <= *c.cursor + 1) {
+    auto next = c.pending.extract(c.pending.begin());
+    if (next.key() == *c.cursor + 1) deliver(c, std::move(next.mapped()), now);
+  }
+}
+
+void ClientSession::deliver(Conversation& c, Msg msg, TimeMs now) {
+  Seq seq = *msg.seq;
+  c.cursor = seq;
+  bool own = msg.from == user_;
+  std::string conv = msg.conv, id = msg.id;
+  emit(MessageEvent{std::move(msg), own});
+  emit(CursorEvent{conv, seq});
+  mark_state_changed();
+  if (own) {
+    // Rows acked on this session already said "sequenced"; own messages from the user's
+    // other devices appear here first.
+    if (!c.acked_undelivered.erase(seq)) {
+      emit_row(conv, id, RowState::sequenced, seq, true, now);
+      track_own_row(c, seq, id);
+      apply_others_receipt(conv, c, now);
+    }
+  } else {
+    emit_row(conv, id, RowState::delivered, seq, false, now);
+    if (seq > c.read_cursor) {
+      c.unread.emplace(seq, id);
+      emit(UnreadEvent{conv, c.unread.size()});
+    } else {
+      emit_row(conv, id, RowState::read, seq, false, now);
+    }
+  }
+}
+
+void ClientSession::request_gap_fill(const std::string& conv, Conversation& c, TimeMs now) {
+  if (phase_ != Phase::online || c.gap_rid || !c.cursor || c.requested) return;
+  Seq target = c.pending.empty() ? c.known_head : c.pending.begin()->first - 1;
+  if (target <= *c.cursor) return;
+  Hist hist;
+  hist.conv = conv;
+  hist.after = *c.cursor;
+  hist.limit = static_cast<std::uint32_t>(
+      std::min<Seq>(target - *c.cursor, config_.gap_fill_limit));
+  hist.rid = next_rid();
+  c.gap_rid = hist.rid;
+  c.gap_sent_at = now;
+  write(hist);
+}
+
+void ClientSession::handle(const Subd& frame, TimeMs now) {
+  auto it = conversations_.find(frame.conv);
+  if (it == conversations_.end() || !it->second.wanted) return;
+  Conversation& c = it->second;
+  c.requested = false;
+  c.known_head = std::max(c.known_head, frame.head);
+  if (!c.cursor) {  // subscribed live from the head
+    c.cursor = frame.head;
+    emit(CursorEvent{frame.conv, frame.head});
+    mark_state_changed();
+  }
+  set_read_cursor(frame.conv, c, frame.read, now);
+  if (c.read_cursor > frame.read) {  // a read marked while offline: tell the edge now
+    write(Rcpt{frame.conv, c.read_cursor, ReceiptKind::read, std::nullopt, std::nullopt});
+  }
+  std::set<std::string> present(frame.present.begin(), frame.present.end());
+  for (const auto& user : c.present)
+    if (!present.count(user)) emit(PresenceEvent{frame.conv, user, false});
+  for (const auto& user : present)
+    if (!c.present.count(user)) emit(PresenceEvent{frame.conv, user, true});
+  c.present = std::move(present);
+  if (frame.more) {
+    send_sub(frame.conv, c);
+  } else {
+    request_gap_fill(frame.conv, c, now);
+  }
+}
+
+void ClientSession::handle(const Page& frame, TimeMs now) {
+  if (!frame.rid) return;
+  if (auto request = history_requests_.find(*frame.rid); request != history_requests_.end()) {
+    history_requests_.erase(request);
+    emit(HistoryEvent{*frame.rid, frame.conv, frame.msgs, frame.more, std::nullopt});
+    return;
+  }
+  auto it = conversations_.find(frame.conv);
+  if (it == conversations_.end() || it->second.gap_rid != frame.rid) return;
+  Conversation& c = it->second;
+  c.gap_rid.reset();
+  Seq before = c.cursor.value_or(0);
+  for (const Msg& msg : frame.msgs) accept_msg(msg, now);
+  if (c.cursor.value_or(0) == before && frame.msgs.empty()) {
+    c.pending.clear();  // the edge has nothing there: the next sub will resynchronise
+    return;
+  }
+  request_gap_fill(frame.conv, c, now);
+}
+
+void ClientSession::handle(const Ack& frame, TimeMs now) {
+  resolve_sent(frame.conv, frame.id, frame.seq, now);
+}
+
+void ClientSession::handle(const Nack& frame, TimeMs now) {
+  auto entry = find_outbox(frame.conv, frame.id);
+  if (entry == outbox_.end() || entry->failed) return;
+  entry->sent_on = 0;
+  Error error{frame.code, frame.msg};
+  if (frame.retry) {
+    entry->not_before = now + jittered_backoff(config_.send_retry_base_ms,
+                                               config_.send_retry_cap_ms, entry->attempts);
+    ++entry->attempts;
+    RowEvent row;
+    row.conv = entry->conv;
+    row.id = entry->id;
+    row.state = RowState::queued;
+    row.own = true;
+    row.error = error;
+    row.at = now;
+    emit(std::move(row));
+  } else {
+    entry->failed = true;
+    entry->error = error;
+    RowEvent row;
+    row.conv = entry->conv;
+    row.id = entry->id;
+    row.state = RowState::failed;
+    row.own = true;
+    row.error = error;
+    row.at = now;
+    emit(std::move(row));
+    mark_state_changed();
+  }
+}
+
+void ClientSession::handle(const Rcpt& frame, TimeMs now) {
+  auto it = conversations_.find(frame.conv);
+  if (it == conversations_.end() || !it->second.wanted || !frame.user) return;
+  Conversation& c = it->second;
+  emit(ReceiptEvent{frame.conv, *frame.user, frame.seq, frame.kind});
+  if (*frame.user == user_) {
+    if (frame.kind == ReceiptKind::read) set_read_cursor(frame.conv, c, frame.seq, now);
+    return;
+  }
+  c.others_delivered = std::max(c.others_delivered, frame.seq);
+  if (frame.kind == ReceiptKind::read) c.others_read = std::max(c.others_read, frame.seq);
+  apply_others_receipt(frame.conv, c, now);
+}
+
+void ClientSession::handle(const Typing& frame, TimeMs now) {
+  auto it = conversations_.find(frame.conv);
+  if (it == conversations_.end() || !it->second.wanted || !frame.user || *frame.user == user_)
+    return;
+  Conversation& c = it->second;
+  if (frame.on) {
+    bool was_on = c.typing.count(*frame.user) > 0;
+    c.typing[*frame.user] = now + config_.typing_expiry_ms;
+    if (!was_on) emit(TypingEvent{frame.conv, *frame.user, true});
+  } else if (c.typing.erase(*frame.user)) {
+    emit(TypingEvent{frame.conv, *frame.user, false});
+  }
+}
+
+void ClientSession::handle(const Presence& frame, TimeMs) {
+  auto it = conversations_.find(frame.conv);
+  if (it == conversations_.end() || !it->second.wanted) return;
+  Conversation& c = it->second;
+  bool changed = frame.on ? c.present.insert(frame.user).second : c.present.erase(frame.user) > 0;
+  if (changed) emit(PresenceEvent{frame.conv, frame.user, frame.on});
+}
+
+void ClientSession::handle(const Bye& frame, TimeMs now) {
+  bye_window_ = std::make_pair(frame.retry_min_ms, frame.retry_max_ms);
+  connection_lost(now, "bye:" + frame.reason, true, kCloseNormal);
+}
+
+void ClientSession::handle(const Err& frame, TimeMs now) {
+  if (frame.rid) {
+    if (auto request = history_requests_.find(*frame.rid); request != history_requests_.end()) {
+      emit(HistoryEvent{*frame.rid, request->second.conv, {}, false, Error{frame.code, frame.msg}});
+      history_requests_.erase(request);
+      return;
+    }
+    for (auto& [conv, c] : conversations_)
+      if (c.gap_rid == frame.rid) c.gap_rid.reset();  // retried after request_timeout
+  }
+  if (frame.code == ErrorCode::unauthorized) {
+    // The same token will not do better: stop until the host sets a token and reconnects.
+    connection_lost(now, "unauthorized", true, kCloseNormal);
+    phase_ = Phase::stopped;
+    emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + frame.msg});
+    return;
+  }
+  emit(ErrorEvent{Error{frame.code, frame.msg}, frame.rid});
+}
+
+// ---- conversations ------------------------------------------------------------------------
+
+void ClientSession::subscribe(const std::string& conv, std::optional<Seq> after, TimeMs now) {
+  if (!is_valid_conv(conv)) {
+    emit(ErrorEvent{make_error(ErrorCode::invalid, "conv: " + std::string(kConvRule)), std::nullopt});
+    return;
+  }
+  Conversation& c = conversation(conv);
+  if (c.wanted) return;
+  c.wanted = true;
+  if (!c.cursor && after) c.cursor = after;  // the stored cursor wins over `after`
+  mark_state_changed();
+  if (phase_ == Phase::online) send_sub(conv, c);
+  (void)now;
+}
+
+void ClientSession::send_sub(const std::string& conv, Conversation& c) {
+  write(Sub{SubRequest{conv, c.cursor, std::nullopt}, std::nullopt});
+  c.requested = true;
+}
+
+void ClientSession::unsubscribe(const std::string& conv, TimeMs now) {
+  auto it = conversations_.find(conv);
+  if (it == conversations_.end() || !it->second.wanted) return;
+  Conversation& c = it->second;
+  c.wanted = false;
+  c.requested = false;
+  c.pending.clear();
+  c.gap_rid.reset();
+  for (const auto& user : c.present) emit(PresenceEvent{conv, user, false});
+  c.present.clear();
+  for (const auto& [user, expiry] : c.typing) emit(TypingEvent{conv, user, false});
+  c.typing.clear();
+  mark_state_changed();
+  if (phase_ == Phase::online) write(Unsub{conv, std::nullopt});
+  (void)now;
+}
+
+void ClientSession::mark_read(const std::string& conv, Seq seq, TimeMs now) {
+  auto it = conversations_.find(conv);
+  if (it == conversations_.end() || !it->second.cursor) return;
+  Conversation& c = it->second;
+  seq = std::min(seq, *c.cursor);  // nobody reads what has not arrived
+  if (seq <= c.read_cursor) return;
+  set_read_cursor(conv, c, seq, now);
+  if (phase_ == Phase::online)
+    write(Rcpt{conv, seq, ReceiptKind::read, std::nullopt, std::nullopt});
+}
+
+void ClientSession::set_read_cursor(const std::string& conv, Conversation& c, Seq seq, TimeMs now) {
+  if (seq <= c.read_cursor) return;
+  c.read_cursor = seq;
+  mark_state_changed();
+  bool changed = false;
+  while (!c.unread.empty() && c.unread.begin()->first <= seq) {
+    emit_row(conv, c.unread.begin()->second, RowState::read, c.unread.begin()->first, false, now);
+    c.unread.erase(c.unread.begin());
+    changed = true;
+  }
+  if (changed) emit(UnreadEvent{conv, c.unread.size()});
+}
+
+void ClientSession::set_typing(const std::string& conv, bool on, TimeMs) {
+  if (phase_ == Phase::online && is_valid_conv(conv))
+    write(Typing{conv, on, std::nullopt, std::nullopt});
+}
+
+std::string ClientSession::request_history(const std::string& conv, std::optional<Seq> before,
+                                           std::optional<Seq> after, std::uint32_t limit,
+                                           TimeMs now) {
+  std::string rid = next_rid();
+  if (!is_valid_conv(conv) || phase_ != Phase::online) {
+    emit(HistoryEvent{rid, conv, {}, false,
+                      make_error(phase_ != Phase::online ? ErrorCode::unavailable : ErrorCode::invalid,
+                                 phase_ != Phase::online ? "offline" : "conv: " + std::string(kConvRule))});
+    return rid;
+  }
+  Hist hist;
+  hist.conv = conv;
+  hist.before = before;
+  if (!before) hist.after = after;
+  if (limit) hist.limit = limit;
+  hist.rid = rid;
+  history_requests_[rid] = HistoryRequest{conv, now};
+  write(hist);
+  return rid;
+}
+
+void ClientSession::flush_delivered_receipts() {
+  if (!config_.send_delivered_receipts) return;
+  for (auto& [conv, c] : conversations_) {
+    if (!c.wanted || !c.cursor || *c.cursor <= c.delivered_sent) continue;
+    c.delivered_sent = *c.cursor;
+    write(Rcpt{conv, *c.cursor, ReceiptKind::delivered, std::nullopt, std::nullopt});
+  }
+}
+
+void ClientSession::track_own_row(Conversation& c, Seq seq, const std::string& id) {
+  c.own_rows[seq] = OwnRow{id, RowState::sequenced};
+  while (c.own_rows.size() > config_.max_tracked_own_rows) c.own_rows.erase(c.own_rows.begin());
+}
+
+void ClientSession::apply_others_receipt(const std::string& conv, Conversation& c, TimeMs now) {
+  for (auto it = c.own_rows.begin(); it != c.own_rows.end() && it->first <= c.others_delivered;) {
+    if (it->second.state < RowState::delivered) {
+      it->second.state = RowState::delivered;
+      emit_row(conv, it->second.id, RowState::delivered, it->first, true, now);
+    }
+    if (it->first <= c.others_read) {
+      emit_row(conv, it->second.id, RowState::read, it->first, true, now);
+      it = c.own_rows.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ---- outbox -------------------------------------------------------------------------------
+
+std::string ClientSession::send(const std::string& conv, json::value body, TimeMs now) {
+  OutboxEntry entry;
+  entry.conv = conv;
+  entry.id = make_message_id(now, random_);
+  entry.body = std::move(body);
+  entry.cts = now;
+  entry.trace = make_traceparent(random_);
+
+  RowEvent row;
+  row.conv = conv;
+  row.id = entry.id;
+  row.own = true;
+  row.body = entry.body;
+  row.trace = entry.trace;
+  row.at = now;
+
+  std::optional<Error> refused;
+  if (!is_valid_conv(conv)) {
+    refused = make_error(ErrorCode::invalid, "conv: " + std::string(kConvRule));
+  } else {
+    std::size_t size =
+        serialize(Send{conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt}).size();
+    if (size > max_frame_)
+      refused = make_error(ErrorCode::too_large, "frame: " + std::to_string(size) +
+                                                     " bytes exceeds max_frame " +
+                                                     std::to_string(max_frame_));
+  }
+  if (refused) {  // never enters the outbox: it could not succeed later either
+    row.state = RowState::failed;
+    row.error = refused;
+    emit(std::move(row));
+    return entry.id;
+  }
+  row.state = RowState::queued;
+  emit(std::move(row));
+  std::string id = entry.id;
+  outbox_.push_back(std::move(entry));
+  mark_state_changed();
+  pump_outbox(now);
+  return id;
+}
+
+bool ClientSession::retry(const std::string& conv, const std::string& id, TimeMs now) {
+  auto entry = find_outbox(conv, id);
+  if (entry == outbox_.end() || !entry->failed) return false;
+  entry->failed = false;
+  entry->error.reset();
+  entry->attempts = 0;
+  entry->not_before = 0;
+  emit_row(conv, id, RowState::queued, std::nullopt, true, now);
+  mark_state_changed();
+  pump_outbox(now);
+  return true;
+}
+
+std::deque<ClientSession::OutboxEntry>::iterator ClientSession::find_outbox(
+    const std::string& conv, const std::string& id) {
+  return std::find_if(outbox_.begin(), outbox_.end(), [&](const OutboxEntry& entry) {
+    return entry.id == id && entry.conv == conv;
+  });
+}
+
+void ClientSession::pump_outbox(TimeMs now) {
+  retry_wakeup_.reset();
+  if (phase_ != Phase::online) return;
+  std::size_t in_flight = 0;
+  for (const auto& entry : outbox_)
+    if (entry.sent_on == connection_) ++in_flight;
+  for (auto& entry : outbox_) {
+    if (in_flight >= config_.max_in_flight) break;
+    if (entry.failed || entry.sent_on == connection_) continue;
+    if (entry.not_before > now) {
+      if (!retry_wakeup_ || entry.not_before < *retry_wakeup_) retry_wakeup_ = entry.not_before;
+      continue;
+    }
+    write(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt});
+    entry.sent_on = connection_;
+    ++in_flight;
+  }
+}
+
+void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
+                                 std::optional<Seq> seq, TimeMs now) {
+  auto entry = find_outbox(conv, id);
+  if (entry == outbox_.end()) return;  // already resolved: a repeated ack or msg
+  outbox_.erase(entry);
+  mark_state_changed();
+  if (!seq) {  // stored by a relaying edge; the seq comes with the msg
+    emit_row(conv, id, RowState::stored, std::nullopt, true, now);
+    return;
+  }
+  emit_row(conv, id, RowState::sequenced, seq, true, now);
+  auto it = conversations_.find(conv);
+  if (it == conversations_.end()) return;
+  Conversation& c = it->second;
+  c.known_head = std::max(c.known_head, *seq);
+  if (!c.cursor || *seq > *c.cursor) c.acked_undelivered.insert(*seq);
+  track_own_row(c, *seq, id);
+  apply_others_receipt(conv, c, now);
+}
+
+// ---- durable state ------------------------------------------------------------------------
+
+std::string ClientSession::export_state() const {
+  json::array outbox;
+  for (const auto& entry : outbox_) {
+    json::object o{{"conv", entry.conv}, {"id", entry.id}, {"cts", entry.cts},
+                   {"trace", entry.trace}, {"failed", entry.failed}};
+    o["body"] = entry.body;
+    if (entry.error)
+      o["error"] = json::object{{"code", to_string(entry.error->code)}, {"msg", entry.error->message}};
+    outbox.push_back(std::move(o));
+  }
+  json::object convs;
+  for (const auto& [conv, c] : conversations_) {
+    if (!c.wanted && !c.cursor) continue;
+    json::object o{{"wanted", c.wanted}, {"read", c.read_cursor}};
+    if (c.cursor) o["cursor"] = *c.cursor;
+    convs[conv] = std::move(o);
+  }
+  return json::serialize(json::object{{"v", 1}, {"outbox", std::move(outbox)}, {"convs", std::move(convs)}});
+}
+
+Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs now) {
+  json::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec || !value.is_object()) return make_error(ErrorCode::bad_frame, "state: not a JSON object");
+  const json::object& root = value.get_object();
+  auto version = root.find("v");
+  if (version == root.end() || !version->value().is_int64() || version->value().get_int64() != 1)
+    return make_error(ErrorCode::invalid, "state.v: must be 1");
+
+  std::deque<OutboxEntry> outbox;
+  if (auto it = root.find("outbox"); it != root.end()) {
+    if (!it->value().is_array()) return make_error(ErrorCode::invalid, "state.outbox: must be an array");
+    for (const json::value& item : it->value().get_array()) {
+      if (!item.is_object()) return make_error(ErrorCode::invalid, "state.outbox[]: must be objects");
+      const json::object& o = item.get_object();
+      auto str = [&](const char* key) -> std::optional<std::string> {
+        auto f = o.find(key);
+        if (f == o.end() || !f->value().is_string()) return std::nullopt;
+        return std::string(f->value().get_string());
+      };
+      OutboxEntry entry;
+      auto conv = str("conv"), id = str("id"), trace = str("trace");
+      auto body = o.find("body");
+      if (!conv || !is_valid_conv(*conv) || !id || !is_valid_message_id(*id) || body == o.end())
+        return make_error(ErrorCode::invalid, "state.outbox[]: conv, id and body required");
+      entry.conv = *conv;
+      entry.id = *id;
+      entry.body = body->value();
+      entry.trace = trace && is_valid_traceparent(*trace) ? *trace : make_traceparent(random_);
+      if (auto cts = o.find("cts"); cts != o.end() && cts->value().is_int64())
+        entry.cts = cts->value().get_int64();
+      if (auto failed = o.find("failed"); failed != o.end() && failed->value().is_bool())
+        entry.failed = failed->value().get_bool();
+      if (auto error = o.find("error"); error != o.end() && error->value().is_object()) {
+        const json::object& e = error->value().get_object();
+        Error err;
+        if (auto code = e.find("code"); code != e.end() && code->value().is_string())
+          err.code = error_code_from_string(code->value().get_string()).value_or(ErrorCode::invalid);
+        if (auto msg = e.find("msg"); msg != e.end() && msg->value().is_string())
+          err.message = std::string(msg->value().get_string());
+        entry.error = err;
+      }
+      outbox.push_back(std::move(entry));
+    }
+  }
+  std::map<std::string, Conversation> conversations;
+  if (auto it = root.find("convs"); it != root.end()) {
+    if (!it->value().is_object()) return make_error(ErrorCode::invalid, "state.convs: must be an object");
+    for (const auto& [key, item] : it->value().get_object()) {
+      if (!is_valid_conv(key) || !item.is_object())
+        return make_error(ErrorCode::invalid, "state.convs: bad conversation");
+      const json::object& o = item.get_object();
+      Conversation c;
+      if (auto wanted = o.find("wanted"); wanted != o.end() && wanted->value().is_bool())
+        c.wanted = wanted->value().get_bool();
+      if (auto cursor = o.find("cursor"); cursor != o.end() && cursor->value().is_int64() &&
+                                          cursor->value().get_int64() >= 0)
+        c.cursor = static_cast<Seq>(cursor->value().get_int64());
+      if (auto read = o.find("read"); read != o.end() && read->value().is_int64() &&
+                                      read->value().get_int64() >= 0)
+        c.read_cursor = static_cast<Seq>(read->value().get_int64());
+      c.delivered_sent = c.cursor.value_or(0);
+      conversations.emplace(std::string(key), std::move(c));
+    }
+  }
+  outbox_ = std::move(outbox);
+  conversations_ = std::move(conversations);
+  for (const auto& entry : outbox_) {
+    RowEvent row;
+    row.conv = entry.conv;
+    row.id = entry.id;
+    row.state = entry.failed ? RowState::failed : RowState::queued;
+    row.own = true;
+    row.error = entry.error;
+    row.body = entry.body;
+    row.trace = entry.trace;
+    row.at = now;
+    emit(std::move(row));
+  }
+  return std::monostate{};
+}
+
+}  // namespace waymark

@@ -1,0 +1,705 @@
+// JSON text <-> Frame. All per-frame validation of protocol.md lives in this file.
+#include "waymark/codec.h"
+
+#include <boost/json.hpp>
+
+#include <limits>
+
+#include "waymark/identifiers.h"
+
+namespace json = boost::json;
+
+namespace waymark {
+namespace {
+
+// Integers must be exact in a JavaScript number too: |n| <= 2^53 - 1.
+constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
+
+// Reads the fields of one JSON object, keeping the first error. Each getter returns a
+// default value after an error; the caller checks `error` once at the end.
+class FieldReader {
+ public:
+  explicit FieldReader(const json::object& object, std::string prefix = {})
+      : object_(object), prefix_(std::move(prefix)) {}
+
+  std::optional<Error> error;
+
+  bool fail(std::string_view field, std::string_view rule) {
+    if (!error) error = make_error(ErrorCode::invalid, prefix_ + std::string(field) + ": " + std::string(rule));
+    return false;
+  }
+
+  const json::value* find(std::string_view key) const {
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &it->value();
+  }
+
+  std::optional<std::string> opt_string(std::string_view key) {
+    const json::value* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) {
+      fail(key, "must be a string");
+      return std::nullopt;
+    }
+    return std::string(v->get_string());
+  }
+
+  std::string string(std::string_view key) {
+    if (!find(key)) {
+      fail(key, "missing");
+      return {};
+    }
+    return opt_string(key).value_or(std::string{});
+  }
+
+  std::string conv(std::string_view key = "conv") {
+    std::string value = string(key);
+    if (!error && !is_valid_conv(value)) fail(key, kConvRule);
+    return value;
+  }
+
+  std::string message_id(std::string_view key = "id") {
+    std::string value = string(key);
+    if (!error && !is_valid_message_id(value)) fail(key, kMessageIdRule);
+    return value;
+  }
+
+  std::optional<std::string> rid() {
+    std::optional<std::string> value = opt_string("rid");
+    if (value && !is_valid_rid(*value)) fail("rid", kRidRule);
+    return value;
+  }
+
+  std::optional<std::string> trace() {
+    std::optional<std::string> value = opt_string("trace");
+    if (value && !is_valid_traceparent(*value)) fail("trace", kTraceRule);
+    return value;
+  }
+
+  std::optional<std::int64_t> opt_integer(std::string_view key, std::int64_t min) {
+    const json::value* v = find(key);
+    if (!v) return std::nullopt;
+    std::int64_t n = 0;
+    if (v->is_int64()) {
+      n = v->get_int64();
+    } else if (v->is_uint64()) {
+      fail(key, "too large");
+      return std::nullopt;
+    } else {
+      fail(key, "must be an integer");
+      return std::nullopt;
+    }
+    if (n > kMaxSafeInteger) {
+      fail(key, "too large");
+      return std::nullopt;
+    }
+    if (n < min) {
+      fail(key, min == 0 ? "must not be negative" : "must be at least " + std::to_string(min));
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  std::int64_t integer(std::string_view key, std::int64_t min) {
+    if (!find(key)) {
+      fail(key, "missing");
+      return 0;
+    }
+    return opt_integer(key, min).value_or(0);
+  }
+
+  std::optional<Seq> opt_seq(std::string_view key, std::int64_t min) {
+    auto n = opt_integer(key, min);
+    if (!n) return std::nullopt;
+    return static_cast<Seq>(*n);
+  }
+  Seq seq(std::string_view key, std::int64_t min) { return static_cast<Seq>(integer(key, min)); }
+
+  std::optional<std::uint32_t> opt_limit(std::string_view key = "limit") {
+    auto n = opt_integer(key, 1);
+    if (!n) return std::nullopt;
+    return static_cast<std::uint32_t>(std::min<std::int64_t>(*n, std::numeric_limits<std::uint32_t>::max()));
+  }
+
+  std::optional<bool> opt_bool(std::string_view key) {
+    const json::value* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_bool()) {
+      fail(key, "must be true or false");
+      return std::nullopt;
+    }
+    return v->get_bool();
+  }
+
+  bool boolean(std::string_view key) {
+    if (!find(key)) return fail(key, "missing");
+    return opt_bool(key).value_or(false);
+  }
+
+  ReceiptKind receipt_kind() {
+    std::string kind = string("kind");
+    if (error) return ReceiptKind::read;
+    if (kind == "read") return ReceiptKind::read;
+    if (kind == "delivered") return ReceiptKind::delivered;
+    fail("kind", "must be \"delivered\" or \"read\"");
+    return ReceiptKind::read;
+  }
+
+  std::string user(std::string_view key = "user") { return string(key); }
+
+ private:
+  const json::object& object_;
+  std::string prefix_;
+};
+
+template <typename T>
+Result<Frame> finish(FieldReader& reader, T&& frame) {
+  if (reader.error) return *reader.error;
+  return Frame{std::forward<T>(frame)};
+}
+
+// ---- client -> edge ----
+
+std::optional<SubRequest> read_sub_request(FieldReader& r) {
+  SubRequest request;
+  request.conv = r.conv();
+  request.after = r.opt_seq("after", 0);
+  request.limit = r.opt_limit();
+  if (r.error) return std::nullopt;
+  return request;
+}
+
+Result<Frame> parse_hello(FieldReader& r, const json::object& o) {
+  Hello f;
+  f.rid = r.rid();
+  f.token = r.string("token");
+  f.device = r.opt_string("device");
+  if (f.device && f.device->size() > 128) r.fail("device", "must be at most 128 chars");
+  if (const json::value* subs = r.find("subs"); subs && !r.error) {
+    if (!subs->is_array()) {
+      r.fail("subs", "must be an array");
+    } else {
+      std::size_t index = 0;
+      for (const json::value& entry : subs->get_array()) {
+        std::string prefix = "subs[" + std::to_string(index++) + "].";
+        if (!entry.is_object()) {
+          r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
+          break;
+        }
+        FieldReader sub_reader(entry.get_object(), prefix);
+        auto request = read_sub_request(sub_reader);
+        if (!request) {
+          r.error = sub_reader.error;
+          break;
+        }
+        f.subs.push_back(std::move(*request));
+      }
+    }
+  }
+  (void)o;
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_sub(FieldReader& r) {
+  Sub f;
+  f.rid = r.rid();
+  if (auto request = read_sub_request(r)) f.request = std::move(*request);
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_unsub(FieldReader& r) {
+  Unsub f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_hist(FieldReader& r) {
+  Hist f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.before = r.opt_seq("before", 1);
+  f.after = r.opt_seq("after", 0);
+  f.limit = r.opt_limit();
+  if (!r.error && f.before && f.after) r.fail("before", "give before or after, not both");
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_send(FieldReader& r) {
+  Send f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.id = r.message_id();
+  if (const json::value* body = r.find("body"))
+    f.body = *body;
+  else
+    r.fail("body", "missing");
+  f.cts = r.opt_integer("cts", 0);
+  f.trace = r.trace();
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_ping(FieldReader& r) {
+  Ping f;
+  f.rid = r.rid();
+  f.ts = r.opt_integer("ts", 0);
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_rcpt(FieldReader& r, Direction direction) {
+  Rcpt f;
+  if (direction == Direction::from_client) f.rid = r.rid();
+  f.conv = r.conv();
+  f.seq = r.seq("seq", 1);
+  f.kind = r.receipt_kind();
+  if (direction == Direction::from_edge) f.user = r.user();
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_typing(FieldReader& r, Direction direction) {
+  Typing f;
+  if (direction == Direction::from_client) f.rid = r.rid();
+  f.conv = r.conv();
+  f.on = r.boolean("on");
+  if (direction == Direction::from_edge) f.user = r.user();
+  return finish(r, std::move(f));
+}
+
+// ---- edge -> client ----
+
+Result<Frame> parse_welcome(FieldReader& r) {
+  Welcome f;
+  f.rid = r.rid();
+  f.session = r.string("session");
+  f.node = r.string("node");
+  f.user = r.user();
+  f.ts = r.integer("ts", 0);
+  f.hb = r.integer("hb", 1);
+  f.max_frame = r.integer("max_frame", 1);
+  return finish(r, std::move(f));
+}
+
+std::optional<Msg> read_msg(FieldReader& r) {
+  Msg m;
+  m.conv = r.conv();
+  m.seq = r.opt_seq("seq", 1);
+  m.id = r.message_id();
+  m.from = r.user("from");
+  m.ts = r.integer("ts", 0);
+  m.cts = r.opt_integer("cts", 0);
+  m.trace = r.trace();
+  if (const json::value* body = r.find("body"))
+    m.body = *body;
+  else
+    r.fail("body", "missing");
+  if (r.error) return std::nullopt;
+  return m;
+}
+
+Result<Frame> parse_msg(FieldReader& r) {
+  auto m = read_msg(r);
+  if (!m) return *r.error;
+  return Frame{std::move(*m)};
+}
+
+Result<Frame> parse_subd(FieldReader& r) {
+  Subd f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.head = r.seq("head", 0);
+  f.read = r.seq("read", 0);
+  f.more = r.boolean("more");
+  if (const json::value* present = r.find("present"); present && !r.error) {
+    if (!present->is_array()) {
+      r.fail("present", "must be an array of user names");
+    } else {
+      for (const json::value& user : present->get_array()) {
+        if (!user.is_string()) {
+          r.fail("present", "must be an array of user names");
+          break;
+        }
+        f.present.emplace_back(user.get_string());
+      }
+    }
+  } else if (!present) {
+    r.fail("present", "missing");
+  }
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_page(FieldReader& r) {
+  Page f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.more = r.boolean("more");
+  const json::value* msgs = r.find("msgs");
+  if (!msgs && !r.error) r.fail("msgs", "missing");
+  if (msgs && !r.error) {
+    if (!msgs->is_array()) {
+      r.fail("msgs", "must be an array");
+    } else {
+      std::size_t index = 0;
+      for (const json::value& entry : msgs->get_array()) {
+        std::string prefix = "msgs[" + std::to_string(index++) + "].";
+        if (!entry.is_object()) {
+          r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
+          break;
+        }
+        FieldReader msg_reader(entry.get_object(), prefix);
+        auto m = read_msg(msg_reader);
+        if (!m) {
+          r.error = msg_reader.error;
+          break;
+        }
+        f.msgs.push_back(std::move(*m));
+      }
+    }
+  }
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_ack(FieldReader& r) {
+  Ack f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.id = r.message_id();
+  f.seq = r.opt_seq("seq", 1);
+  f.ts = r.integer("ts", 0);
+  f.trace = r.trace();
+  f.dup = r.opt_bool("dup").value_or(false);
+  return finish(r, std::move(f));
+}
+
+ErrorCode read_error_code(FieldReader& r) {
+  std::string code = r.string("code");
+  if (r.error) return ErrorCode::invalid;
+  auto parsed = error_code_from_string(code);
+  if (!parsed) {
+    r.fail("code", "unknown error code");
+    return ErrorCode::invalid;
+  }
+  return *parsed;
+}
+
+Result<Frame> parse_nack(FieldReader& r) {
+  Nack f;
+  f.rid = r.rid();
+  f.conv = r.conv();
+  f.id = r.message_id();
+  f.code = read_error_code(r);
+  f.msg = r.opt_string("msg").value_or("");
+  f.retry = r.boolean("retry");
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_presence(FieldReader& r) {
+  Presence f;
+  f.conv = r.conv();
+  f.user = r.user();
+  f.on = r.boolean("on");
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_pong(FieldReader& r) {
+  Pong f;
+  f.rid = r.rid();
+  f.ts = r.integer("ts", 0);
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_bye(FieldReader& r) {
+  Bye f;
+  f.reason = r.opt_string("reason").value_or("");
+  const json::value* window = r.find("retry_ms");
+  if (!window) {
+    r.fail("retry_ms", "missing");
+  } else if (!window->is_array() || window->get_array().size() != 2 ||
+             !window->get_array()[0].is_int64() || !window->get_array()[1].is_int64() ||
+             window->get_array()[0].get_int64() < 0 ||
+             window->get_array()[1].get_int64() < window->get_array()[0].get_int64()) {
+    r.fail("retry_ms", "must be [min, max] with 0 <= min <= max");
+  } else {
+    f.retry_min_ms = window->get_array()[0].get_int64();
+    f.retry_max_ms = window->get_array()[1].get_int64();
+  }
+  return finish(r, std::move(f));
+}
+
+Result<Frame> parse_err(FieldReader& r) {
+  Err f;
+  f.rid = r.rid();
+  f.code = read_error_code(r);
+  f.msg = r.opt_string("msg").value_or("");
+  return finish(r, std::move(f));
+}
+
+std::string shorten(std::string_view text) {
+  constexpr std::size_t kMax = 32;
+  return text.size() <= kMax ? std::string(text) : std::string(text.substr(0, kMax)) + "...";
+}
+
+// ---- serialization ----
+
+void put_rid(json::object& o, const std::optional<std::string>& rid) {
+  if (rid) o["rid"] = *rid;
+}
+
+json::object msg_object(const Msg& m) {
+  json::object o;
+  o["t"] = "msg";
+  o["conv"] = m.conv;
+  if (m.seq) o["seq"] = *m.seq;
+  o["id"] = m.id;
+  o["from"] = m.from;
+  o["ts"] = m.ts;
+  if (m.cts) o["cts"] = *m.cts;
+  if (m.trace) o["trace"] = *m.trace;
+  o["body"] = m.body;
+  return o;
+}
+
+json::object sub_object(const SubRequest& s) {
+  json::object o;
+  o["conv"] = s.conv;
+  if (s.after) o["after"] = *s.after;
+  if (s.limit) o["limit"] = *s.limit;
+  return o;
+}
+
+struct ToJson {
+  json::object operator()(const Hello& f) const {
+    json::object o{{"t", "hello"}, {"token", f.token}};
+    if (f.device) o["device"] = *f.device;
+    if (!f.subs.empty()) {
+      json::array subs;
+      for (const auto& s : f.subs) subs.push_back(sub_object(s));
+      o["subs"] = std::move(subs);
+    }
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Sub& f) const {
+    json::object o{{"t", "sub"}};
+    for (auto& field : sub_object(f.request)) o[field.key()] = field.value();
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Unsub& f) const {
+    json::object o{{"t", "unsub"}, {"conv", f.conv}};
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Hist& f) const {
+    json::object o{{"t", "hist"}, {"conv", f.conv}};
+    if (f.before) o["before"] = *f.before;
+    if (f.after) o["after"] = *f.after;
+    if (f.limit) o["limit"] = *f.limit;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Send& f) const {
+    json::object o{{"t", "send"}, {"conv", f.conv}, {"id", f.id}};
+    o["body"] = f.body;
+    if (f.cts) o["cts"] = *f.cts;
+    if (f.trace) o["trace"] = *f.trace;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Ping& f) const {
+    json::object o{{"t", "ping"}};
+    if (f.ts) o["ts"] = *f.ts;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Rcpt& f) const {
+    json::object o{{"t", "rcpt"}, {"conv", f.conv}};
+    if (f.user) o["user"] = *f.user;
+    o["seq"] = f.seq;
+    o["kind"] = to_string(f.kind);
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Typing& f) const {
+    json::object o{{"t", "typing"}, {"conv", f.conv}};
+    if (f.user) o["user"] = *f.user;
+    o["on"] = f.on;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Welcome& f) const {
+    json::object o{{"t", "welcome"}, {"session", f.session}, {"node", f.node}, {"user", f.user},
+                   {"ts", f.ts}, {"hb", f.hb}, {"max_frame", f.max_frame}};
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Msg& f) const { return msg_object(f); }
+  json::object operator()(const Subd& f) const {
+    json::array present;
+    for (const auto& user : f.present) present.emplace_back(user);
+    json::object o{{"t", "subd"}, {"conv", f.conv}, {"head", f.head}, {"read", f.read}};
+    o["present"] = std::move(present);
+    o["more"] = f.more;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Page& f) const {
+    json::array msgs;
+    for (const auto& m : f.msgs) msgs.push_back(msg_object(m));
+    json::object o{{"t", "page"}, {"conv", f.conv}};
+    o["msgs"] = std::move(msgs);
+    o["more"] = f.more;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Ack& f) const {
+    json::object o{{"t", "ack"}, {"conv", f.conv}, {"id", f.id}};
+    if (f.seq) o["seq"] = *f.seq;
+    o["ts"] = f.ts;
+    if (f.trace) o["trace"] = *f.trace;
+    if (f.dup) o["dup"] = true;
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Nack& f) const {
+    json::object o{{"t", "nack"}, {"conv", f.conv}, {"id", f.id}, {"code", to_string(f.code)},
+                   {"msg", f.msg}, {"retry", f.retry}};
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Presence& f) const {
+    return json::object{{"t", "presence"}, {"conv", f.conv}, {"user", f.user}, {"on", f.on}};
+  }
+  json::object operator()(const Pong& f) const {
+    json::object o{{"t", "pong"}, {"ts", f.ts}};
+    put_rid(o, f.rid);
+    return o;
+  }
+  json::object operator()(const Bye& f) const {
+    json::object o{{"t", "bye"}, {"reason", f.reason}};
+    o["retry_ms"] = json::array{f.retry_min_ms, f.retry_max_ms};
+    return o;
+  }
+  json::object operator()(const Err& f) const {
+    json::object o{{"t", "err"}, {"code", to_string(f.code)}, {"msg", f.msg}};
+    put_rid(o, f.rid);
+    return o;
+  }
+};
+
+struct TypeName {
+  std::string_view operator()(const Hello&) const { return "hello"; }
+  std::string_view operator()(const Sub&) const { return "sub"; }
+  std::string_view operator()(const Unsub&) const { return "unsub"; }
+  std::string_view operator()(const Hist&) const { return "hist"; }
+  std::string_view operator()(const Send&) const { return "send"; }
+  std::string_view operator()(const Ping&) const { return "ping"; }
+  std::string_view operator()(const Rcpt&) const { return "rcpt"; }
+  std::string_view operator()(const Typing&) const { return "typing"; }
+  std::string_view operator()(const Welcome&) const { return "welcome"; }
+  std::string_view operator()(const Msg&) const { return "msg"; }
+  std::string_view operator()(const Subd&) const { return "subd"; }
+  std::string_view operator()(const Page&) const { return "page"; }
+  std::string_view operator()(const Ack&) const { return "ack"; }
+  std::string_view operator()(const Nack&) const { return "nack"; }
+  std::string_view operator()(const Presence&) const { return "presence"; }
+  std::string_view operator()(const Pong&) const { return "pong"; }
+  std::string_view operator()(const Bye&) const { return "bye"; }
+  std::string_view operator()(const Err&) const { return "err"; }
+};
+
+}  // namespace
+
+std::string_view to_string(ReceiptKind kind) {
+  return kind == ReceiptKind::read ? "read" : "delivered";
+}
+
+std::string json_quote(std::string_view text) {
+  return json::serialize(json::string(text));
+}
+
+std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, frame); }
+
+std::string serialize(const Frame& frame) {
+  return json::serialize(std::visit(ToJson{}, frame));
+}
+
+std::string serialize_page(std::string_view conv, const std::vector<std::string>& stored_msgs,
+                           bool more, const std::optional<std::string>& rid) {
+  std::size_t size = 64 + conv.size();
+  for (const auto& m : stored_msgs) size += m.size() + 1;
+  std::string out;
+  out.reserve(size);
+  out += R"({"t":"page","conv":)";
+  out += json_quote(conv);
+  out += R"(,"msgs":[)";
+  for (std::size_t i = 0; i < stored_msgs.size(); ++i) {
+    if (i) out += ',';
+    out += stored_msgs[i];
+  }
+  out += R"(],"more":)";
+  out += more ? "true" : "false";
+  if (rid) {
+    out += R"(,"rid":)";
+    out += json_quote(*rid);
+  }
+  out += '}';
+  return out;
+}
+
+std::optional<std::string> rid_of_bad_frame(std::string_view text) {
+  json::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  const json::object& o = value.get_object();
+  auto it = o.find("rid");
+  if (it == o.end() || !it->value().is_string()) return std::nullopt;
+  std::string rid(it->value().get_string());
+  if (!is_valid_rid(rid)) return std::nullopt;
+  return rid;
+}
+
+Result<Frame> parse_frame(std::string_view text, Direction direction, const ParseLimits& limits) {
+  if (text.size() > limits.max_frame)
+    return make_error(ErrorCode::too_large, "frame: " + std::to_string(text.size()) +
+                                                " bytes exceeds max_frame " +
+                                                std::to_string(limits.max_frame));
+  json::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec) return make_error(ErrorCode::bad_frame, "frame: not JSON (" + ec.message() + ")");
+  if (!value.is_object()) return make_error(ErrorCode::bad_frame, "frame: not a JSON object");
+  const json::object& o = value.get_object();
+  auto t = o.find("t");
+  if (t == o.end()) return make_error(ErrorCode::invalid, "t: missing");
+  if (!t->value().is_string()) return make_error(ErrorCode::invalid, "t: must be a string");
+  std::string_view type = t->value().get_string();
+
+  FieldReader r(o);
+  if (direction == Direction::from_client) {
+    if (type == "hello") return parse_hello(r, o);
+    if (type == "sub") return parse_sub(r);
+    if (type == "unsub") return parse_unsub(r);
+    if (type == "hist") return parse_hist(r);
+    if (type == "send") return parse_send(r);
+    if (type == "ping") return parse_ping(r);
+    if (type == "rcpt") return parse_rcpt(r, direction);
+    if (type == "typing") return parse_typing(r, direction);
+  } else {
+    if (type == "welcome") return parse_welcome(r);
+    if (type == "msg") return parse_msg(r);
+    if (type == "subd") return parse_subd(r);
+    if (type == "page") return parse_page(r);
+    if (type == "ack") return parse_ack(r);
+    if (type == "nack") return parse_nack(r);
+    if (type == "rcpt") return parse_rcpt(r, direction);
+    if (type == "typing") return parse_typing(r, direction);
+    if (type == "presence") return parse_presence(r);
+    if (type == "pong") return parse_pong(r);
+    if (type == "bye") return parse_bye(r);
+    if (type == "err") return parse_err(r);
+  }
+  return make_error(ErrorCode::unknown_type,
+                    "t: unknown frame type \"" + shorten(type) + "\"" +
+                        (direction == Direction::from_client ? " for a client" : " for an edge"));
+}
+
+}  // namespace waymark

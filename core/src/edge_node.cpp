@@ -1,0 +1,463 @@
+// The edge's protocol logic: sessions, subscriptions with replay, fanout, presence, typing,
+// sends and receipts handed to the writer, acks after commit.
+#include "waymark/edge_node.h"
+
+#include <algorithm>
+
+namespace waymark {
+namespace {
+
+constexpr int kCloseNormal = 1000;
+constexpr int kCloseGoingAway = 1001;
+constexpr int kCloseTooLarge = 1009;
+constexpr int kCloseUnauthorized = 4001;
+constexpr int kCloseLagging = 4008;
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+}  // namespace
+
+EdgeNode::EdgeNode(EdgeConfig config, LogReader& reader, Authenticator& auth,
+                   RandomSource& random)
+    : config_(std::move(config)), reader_(reader), auth_(auth), random_(random) {}
+
+std::vector<EdgeOutput> EdgeNode::take_outputs() {
+  std::vector<EdgeOutput> out;
+  out.swap(outputs_);
+  return out;
+}
+
+// ---- connection events --------------------------------------------------------------------
+
+void EdgeNode::on_connect(ConnId conn, TimeMs) {
+  connections_.emplace(conn, Connection{});
+  counters_.connections_open = connections_.size();
+}
+
+void EdgeNode::on_disconnect(ConnId conn, TimeMs) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end()) return;
+  std::vector<std::string> convs;
+  for (const auto& [conv, sub] : it->second.subs) convs.push_back(conv);
+  for (const auto& conv : convs) unsubscribe(conn, it->second, conv);
+  connections_.erase(it);
+  counters_.connections_open = connections_.size();
+  // Writes still in the writer keep their tickets: they are stored and fanned out anyway;
+  // only the ack has nobody to go to (the client resends and learns dup:true).
+  for (auto& [ticket, pending] : pending_)
+    if (pending.conn == conn) pending.conn = 0;
+}
+
+void EdgeNode::on_binary(ConnId conn, TimeMs) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end() || it->second.closing) return;
+  ++counters_.frames_in["binary"];
+  if (!it->second.identity) {
+    send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", std::nullopt);
+    close(conn, it->second, kCloseUnauthorized, "unauthorized");
+    return;
+  }
+  send_error(conn, ErrorCode::bad_frame, "frame: binary frames are not accepted", std::nullopt);
+}
+
+void EdgeNode::on_oversized(ConnId conn, TimeMs) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end() || it->second.closing) return;
+  ++counters_.frames_in["too_large"];
+  send_error(conn, ErrorCode::too_large,
+             "frame: exceeds max_frame " + std::to_string(config_.max_frame), std::nullopt);
+  close(conn, it->second, kCloseTooLarge, "frame too large");
+}
+
+void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end() || it->second.closing) return;
+  Connection& c = it->second;
+  if (text.size() > config_.max_frame) return on_oversized(conn, now);
+
+  auto parsed = parse_frame(text, Direction::from_client, ParseLimits{config_.max_frame});
+  if (!parsed.ok()) {
+    ++counters_.frames_in["invalid"];
+    if (!c.identity) {
+      // Before a hello only a well-formed hello is heard: a malformed hello says what is wrong,
+      // anything else is unauthorized; both close 4001.
+      bool looks_like_hello = text.find("\"hello\"") != std::string_view::npos &&
+                              parsed.error().code == ErrorCode::invalid;
+      if (looks_like_hello)
+        send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
+      else
+        send_error(conn, ErrorCode::unauthorized, "hello must be the first frame",
+                   rid_of_bad_frame(text));
+      close(conn, c, kCloseUnauthorized, "unauthorized");
+      return;
+    }
+    send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
+    return;
+  }
+  Frame& frame = parsed.value();
+  ++counters_.frames_in[std::string(frame_type(frame))];
+
+  if (!c.identity && !std::holds_alternative<Hello>(frame)) {
+    send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", std::nullopt);
+    close(conn, c, kCloseUnauthorized, "unauthorized");
+    return;
+  }
+  std::visit(Overloaded{
+                 [&](Hello& f) { handle(conn, c, std::move(f), now); },
+                 [&](Sub& f) { handle(conn, c, std::move(f), now); },
+                 [&](Unsub& f) { handle(conn, c, std::move(f), now); },
+                 [&](Hist& f) { handle(conn, c, std::move(f), now); },
+                 [&](Send& f) { handle(conn, c, std::move(f), now); },
+                 [&](Ping& f) { handle(conn, c, std::move(f), now); },
+                 [&](Rcpt& f) { handle(conn, c, std::move(f), now); },
+                 [&](Typing& f) { handle(conn, c, std::move(f), now); },
+                 [&](auto&) {},  // parse_frame(from_client) yields client frames only
+             },
+             frame);
+}
+
+// ---- frames ------------------------------------------------------------------------------
+
+void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
+  if (c.identity) {
+    send_error(conn, ErrorCode::invalid, "hello: this connection already said hello", frame.rid);
+    return;
+  }
+  auto identity = auth_.authenticate(frame.token, now);
+  if (!identity.ok()) {
+    send_error(conn, ErrorCode::unauthorized, identity.error().message, frame.rid);
+    close(conn, c, kCloseUnauthorized, "unauthorized");
+    return;
+  }
+  c.identity = std::move(identity).value();
+  Welcome welcome;
+  welcome.session = make_hex_token(random_, 32);
+  welcome.node = config_.node;
+  welcome.user = c.identity->user;
+  welcome.ts = now;
+  welcome.hb = config_.heartbeat_ms;
+  welcome.max_frame = static_cast<std::int64_t>(config_.max_frame);
+  welcome.rid = frame.rid;
+  write_frame(conn, welcome);
+  for (const SubRequest& request : frame.subs) {
+    if (check_access(conn, c, request.conv, std::nullopt))
+      subscribe(conn, c, request, std::nullopt, now);
+  }
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Sub&& frame, TimeMs now) {
+  if (!check_access(conn, c, frame.request.conv, frame.rid)) return;
+  subscribe(conn, c, frame.request, frame.rid, now);
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs) {
+  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+  unsubscribe(conn, c, frame.conv);
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs) {
+  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+  const std::string& tenant = c.identity->tenant;
+  std::uint32_t limit = std::min(frame.limit.value_or(config_.hist_default), config_.hist_max);
+  auto head = reader_.head(tenant, frame.conv);
+  if (!head.ok()) return send_error(conn, ErrorCode::unavailable, "store: " + head.error().message, frame.rid);
+
+  Seq after = 0;
+  bool more = false;
+  if (frame.after) {  // the messages just above `after`
+    after = std::min(*frame.after, head.value());
+    more = after + limit < head.value();
+  } else {            // the messages just below `before` (default: above the head)
+    Seq before = std::min(frame.before.value_or(head.value() + 1), head.value() + 1);
+    Seq top = before - 1;  // highest seq returned
+    after = top > limit ? top - limit : 0;
+    limit = static_cast<std::uint32_t>(top - after);
+    more = after > 0;
+  }
+  auto msgs = reader_.read_after(tenant, frame.conv, after, limit);
+  if (!msgs.ok()) return send_error(conn, ErrorCode::unavailable, "store: " + msgs.error().message, frame.rid);
+  std::vector<std::string> frames;
+  frames.reserve(msgs.value().size());
+  for (auto& m : msgs.value()) frames.push_back(std::move(m.frame));
+  write(conn, serialize_page(frame.conv, frames, more, frame.rid));
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
+  if (!c.identity->may_access(frame.conv)) {
+    send_nack(conn, frame.conv, frame.id, ErrorCode::forbidden,
+              "conv: no access to \"" + frame.conv + "\"", false, frame.rid);
+    return;
+  }
+  if (shutting_down_) {
+    send_nack(conn, frame.conv, frame.id, ErrorCode::unavailable, "node: shutting down", true,
+              frame.rid);
+    return;
+  }
+  AppendRequest append;
+  append.tenant = c.identity->tenant;
+  append.msg.conv = frame.conv;
+  append.msg.id = frame.id;
+  append.msg.from = c.identity->user;
+  append.msg.ts = now;
+  append.msg.cts = frame.cts;
+  append.msg.trace = frame.trace ? std::move(frame.trace) : make_traceparent(random_);
+  append.msg.body = std::move(frame.body);
+
+  std::uint64_t ticket = next_ticket_++;
+  pending_[ticket] = PendingWrite{conn, frame.rid, append.tenant, frame.conv, frame.id, true, {},
+                                  ReceiptKind::read};
+  outputs_.push_back(EdgePersist{WriteRequest{ticket, std::move(append)}});
+}
+
+void EdgeNode::handle(ConnId conn, Connection&, Ping&& frame, TimeMs now) {
+  write_frame(conn, Pong{frame.ts.value_or(now), frame.rid});
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs) {
+  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+  ReceiptRequest receipt{c.identity->tenant, c.identity->user, frame.conv, frame.seq, frame.kind};
+  std::uint64_t ticket = next_ticket_++;
+  pending_[ticket] = PendingWrite{conn,  frame.rid, receipt.tenant, frame.conv, {},
+                                  false, receipt.user, frame.kind};
+  outputs_.push_back(EdgePersist{WriteRequest{ticket, std::move(receipt)}});
+}
+
+void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs) {
+  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+  Typing out{frame.conv, frame.on, c.identity->user, std::nullopt};
+  send_to_topic({c.identity->tenant, frame.conv},
+                std::make_shared<const std::string>(serialize(out)), conn);
+}
+
+// ---- subscriptions ------------------------------------------------------------------------
+
+void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
+                         const std::optional<std::string>& rid, TimeMs) {
+  const std::string& tenant = c.identity->tenant;
+  const std::string& user = c.identity->user;
+  auto head = reader_.head(tenant, request.conv);
+  auto receipts = reader_.receipts(tenant, user, request.conv);
+  if (!head.ok() || !receipts.ok())
+    return send_error(conn, ErrorCode::unavailable, "store: cannot read \"" + request.conv + "\"", rid);
+
+  // A cursor past the head (a client that knows more than this node) replays nothing.
+  Seq after = std::min(request.after.value_or(head.value()), head.value());
+  std::uint32_t limit =
+      std::min(request.limit.value_or(config_.replay_default), config_.replay_max);
+  auto replay = reader_.read_after(tenant, request.conv, after, limit);
+  if (!replay.ok()) return send_error(conn, ErrorCode::unavailable, "store: " + replay.error().message, rid);
+
+  TopicKey key{tenant, request.conv};
+  Topic& topic = topics_[key];
+  bool newly_subscribed = !c.subs.count(request.conv);
+  Subscription& sub = c.subs[request.conv];
+  sub.last_sent = after;
+  for (auto& m : replay.value()) {
+    write(conn, std::move(m.frame));
+    sub.last_sent = m.seq;
+    ++counters_.replayed_messages;
+  }
+  bool more = sub.last_sent < head.value();
+  sub.live = !more;  // a client still catching up gets no live msgs until it subs again
+  topic.subscribers.insert(conn);
+
+  if (newly_subscribed && ++topic.present[user] == 1)
+    send_to_topic(key, std::make_shared<const std::string>(serialize(Presence{request.conv, user, true})), conn);
+
+  Subd subd;
+  subd.conv = request.conv;
+  subd.head = head.value();
+  subd.read = receipts.value().read;
+  for (const auto& [name, count] : topic.present)
+    if (count > 0) subd.present.push_back(name);
+  subd.more = more;
+  subd.rid = rid;
+  write_frame(conn, subd);
+}
+
+void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) {
+  auto sub = c.subs.find(conv);
+  if (sub == c.subs.end()) return;
+  c.subs.erase(sub);
+  TopicKey key{c.identity->tenant, conv};
+  auto topic_it = topics_.find(key);
+  if (topic_it == topics_.end()) return;
+  Topic& topic = topic_it->second;
+  topic.subscribers.erase(conn);
+  auto present = topic.present.find(c.identity->user);
+  if (present != topic.present.end() && --present->second == 0) {
+    topic.present.erase(present);
+    send_to_topic(key, std::make_shared<const std::string>(serialize(Presence{conv, c.identity->user, false})), conn);
+  }
+  if (topic.subscribers.empty()) topics_.erase(topic_it);
+}
+
+void EdgeNode::send_to_topic(const TopicKey& key, const std::shared_ptr<const std::string>& text,
+                             ConnId except) {
+  auto topic = topics_.find(key);
+  if (topic == topics_.end()) return;
+  for (ConnId subscriber : topic->second.subscribers) {
+    if (subscriber == except) continue;
+    auto c = connections_.find(subscriber);
+    if (c == connections_.end() || c->second.closing) continue;
+    auto sub = c->second.subs.find(key.second);
+    if (sub == c->second.subs.end() || !sub->second.live) continue;
+    write_shared(subscriber, text);
+  }
+}
+
+void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, Seq seq,
+                           const std::shared_ptr<const std::string>& frame) {
+  auto topic = topics_.find({tenant, conv});
+  if (topic == topics_.end()) return;
+  for (ConnId subscriber : topic->second.subscribers) {
+    auto c = connections_.find(subscriber);
+    if (c == connections_.end() || c->second.closing) continue;
+    auto sub_it = c->second.subs.find(conv);
+    if (sub_it == c->second.subs.end() || !sub_it->second.live) continue;
+    Subscription& sub = sub_it->second;
+    if (seq <= sub.last_sent) continue;  // already replayed from the committed log
+    if (seq > sub.last_sent + 1) {
+      // Should not happen (commits arrive in order), but never leave a gap: fill it from the log.
+      auto missing = reader_.read_after(tenant, conv, sub.last_sent,
+                                        static_cast<std::uint32_t>(seq - sub.last_sent - 1));
+      if (!missing.ok()) {
+        say_bye(subscriber, c->second, "unavailable", config_.lagging_retry_min_ms,
+                config_.lagging_retry_max_ms, kCloseGoingAway);
+        continue;
+      }
+      for (auto& m : missing.value()) {
+        write(subscriber, std::move(m.frame));
+        sub.last_sent = m.seq;
+      }
+      if (sub.last_sent + 1 != seq) continue;
+    }
+    write_shared(subscriber, frame);
+    sub.last_sent = seq;
+    ++counters_.fanout_deliveries;
+  }
+}
+
+bool EdgeNode::check_access(ConnId conn, const Connection& c, const std::string& conv,
+                            const std::optional<std::string>& rid) {
+  if (c.identity->may_access(conv)) return true;
+  send_error(conn, ErrorCode::forbidden, "conv: no access to \"" + conv + "\"", rid);
+  return false;
+}
+
+// ---- the writer's answers -----------------------------------------------------------------
+
+void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
+  for (const WriteOutcome& outcome : outcomes) {
+    auto it = pending_.find(outcome.ticket);
+    if (it == pending_.end()) continue;
+    PendingWrite pending = std::move(it->second);
+    pending_.erase(it);
+
+    std::visit(Overloaded{
+                   [&](const AppendOutcome& append) {
+                     if (append.dup) ++counters_.duplicates; else ++counters_.messages_persisted;
+                     if (pending.conn && connections_.count(pending.conn)) {
+                       Ack ack{pending.conv, pending.id, append.seq, append.ts, append.trace,
+                               append.dup, pending.rid};
+                       write_frame(pending.conn, ack);
+                     }
+                     if (!append.dup && append.frame)
+                       fan_out_msg(pending.tenant, pending.conv, append.seq, append.frame);
+                   },
+                   [&](const ReceiptOutcome& receipt) {
+                     if (!receipt.advanced) return;
+                     // Fanned out to all subscribers, the sender's connection included.
+                     Seq seq = pending.kind == ReceiptKind::read ? receipt.cursors.read
+                                                                : receipt.cursors.delivered;
+                     Rcpt out{pending.conv, seq, pending.kind, pending.user, std::nullopt};
+                     send_to_topic({pending.tenant, pending.conv},
+                                   std::make_shared<const std::string>(serialize(out)), 0);
+                   },
+                   [&](const Error& error) {
+                     if (pending.conn && connections_.count(pending.conn))
+                       send_error(pending.conn, error.code, error.message, pending.rid);
+                   },
+               },
+               outcome.result);
+  }
+}
+
+void EdgeNode::on_commit_failed(const std::vector<WriteRequest>& requests, const Error& error,
+                                TimeMs) {
+  for (const WriteRequest& request : requests) {
+    auto it = pending_.find(request.ticket);
+    if (it == pending_.end()) continue;
+    PendingWrite pending = std::move(it->second);
+    pending_.erase(it);
+    if (!pending.conn || !connections_.count(pending.conn)) continue;
+    if (pending.is_send)
+      send_nack(pending.conn, pending.conv, pending.id, ErrorCode::unavailable,
+                "store: " + error.message, true, pending.rid);
+    else
+      send_error(pending.conn, ErrorCode::unavailable, "store: " + error.message, pending.rid);
+  }
+}
+
+// ---- leaving ------------------------------------------------------------------------------
+
+void EdgeNode::drop_lagging(ConnId conn, TimeMs) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end() || it->second.closing) return;
+  say_bye(conn, it->second, "lagging", config_.lagging_retry_min_ms, config_.lagging_retry_max_ms,
+          kCloseLagging);
+}
+
+void EdgeNode::shutdown(TimeMs) {
+  shutting_down_ = true;
+  for (auto& [conn, c] : connections_) {
+    if (c.closing) continue;
+    TimeMs min_ms = config_.shutdown_retry_low_ms +
+                    static_cast<TimeMs>(random_.next_u64() %
+                                        static_cast<std::uint64_t>(config_.shutdown_retry_jitter_ms + 1));
+    say_bye(conn, c, "shutdown", min_ms, min_ms + config_.shutdown_retry_spread_ms, kCloseGoingAway);
+  }
+}
+
+void EdgeNode::say_bye(ConnId conn, Connection& c, std::string reason, TimeMs min_ms,
+                       TimeMs max_ms, int code) {
+  write_frame(conn, Bye{reason, min_ms, max_ms});
+  close(conn, c, code, std::move(reason));
+}
+
+void EdgeNode::close(ConnId conn, Connection& c, int code, std::string reason) {
+  c.closing = true;
+  outputs_.push_back(EdgeClose{conn, code, std::move(reason)});
+}
+
+// ---- writing ------------------------------------------------------------------------------
+
+void EdgeNode::write(ConnId conn, std::string text) {
+  outputs_.push_back(EdgeWrite{conn, std::make_shared<const std::string>(std::move(text))});
+}
+
+void EdgeNode::write_shared(ConnId conn, std::shared_ptr<const std::string> text) {
+  outputs_.push_back(EdgeWrite{conn, std::move(text)});
+}
+
+void EdgeNode::write_frame(ConnId conn, const Frame& frame) { write(conn, serialize(frame)); }
+
+void EdgeNode::send_error(ConnId conn, ErrorCode code, std::string msg,
+                          const std::optional<std::string>& rid) {
+  ++counters_.errors_out[std::string(to_string(code))];
+  write_frame(conn, Err{code, std::move(msg), rid});
+}
+
+void EdgeNode::send_nack(ConnId conn, const std::string& conv, const std::string& id,
+                         ErrorCode code, std::string msg, bool retry,
+                         const std::optional<std::string>& rid) {
+  ++counters_.errors_out[std::string(to_string(code))];
+  write_frame(conn, Nack{conv, id, code, std::move(msg), retry, rid});
+}
+
+}  // namespace waymark
