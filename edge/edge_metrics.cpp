@@ -1,0 +1,93 @@
+// Metric definitions and the scrape-time copy of the core's counters.
+#include "edge_metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace waymark::edge {
+namespace {
+
+prometheus::Histogram::BucketBoundaries latency_buckets() {
+  return {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5};
+}
+
+prometheus::Histogram::BucketBoundaries batch_buckets() {
+  return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+}
+
+}  // namespace
+
+EdgeMetrics::EdgeMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      frames_in_(prometheus::BuildCounter().Name("waymark_frames_in_total")
+                     .Help("Frames received, by type (invalid: could not be parsed)").Register(*registry_)),
+      frames_out_(prometheus::BuildCounter().Name("waymark_frames_out_total")
+                      .Help("Frames written to sockets, by type").Register(*registry_)),
+      errors_(prometheus::BuildCounter().Name("waymark_errors_total")
+                  .Help("err and nack frames sent, by code").Register(*registry_)),
+      persisted_(prometheus::BuildCounter().Name("waymark_messages_persisted_total")
+                     .Help("Messages durably committed (first copies, not duplicates)").Register(*registry_).Add({})),
+      duplicates_(prometheus::BuildCounter().Name("waymark_duplicate_sends_total")
+                      .Help("Sends of an already stored (conv, id), acked with dup:true").Register(*registry_).Add({})),
+      fanout_(prometheus::BuildCounter().Name("waymark_fanout_deliveries_total")
+                  .Help("Live msg frames queued to subscribers").Register(*registry_).Add({})),
+      replayed_(prometheus::BuildCounter().Name("waymark_replayed_messages_total")
+                    .Help("msg frames sent as replay after sub").Register(*registry_).Add({})),
+      lagging_(prometheus::BuildCounter().Name("waymark_lagging_closes_total")
+                   .Help("Connections closed 4008 because their queue passed its bound").Register(*registry_).Add({})),
+      connections_(prometheus::BuildGauge().Name("waymark_connections")
+                       .Help("Open WebSocket connections").Register(*registry_).Add({})),
+      queued_bytes_(prometheus::BuildGauge().Name("waymark_queued_bytes")
+                        .Help("Bytes queued to connections, not yet written").Register(*registry_).Add({})),
+      lmdb_bytes_(prometheus::BuildGauge().Name("waymark_lmdb_bytes")
+                      .Help("Bytes of the LMDB map in use").Register(*registry_).Add({})),
+      commit_batch_(prometheus::BuildHistogram().Name("waymark_commit_batch_size")
+                        .Help("Writes per group commit").Register(*registry_).Add({}, batch_buckets())),
+      commit_seconds_(prometheus::BuildHistogram().Name("waymark_commit_seconds")
+                          .Help("Time of one group commit, fsync included").Register(*registry_).Add({}, latency_buckets())),
+      durable_ack_seconds_(prometheus::BuildHistogram().Name("waymark_durable_ack_seconds")
+                               .Help("From a send frame received to its ack queued after the commit")
+                               .Register(*registry_).Add({}, latency_buckets())) {}
+
+void EdgeMetrics::frame_out(std::string_view type) {
+  auto it = frames_out_by_type_.find(std::string(type));
+  if (it == frames_out_by_type_.end())
+    it = frames_out_by_type_.emplace(std::string(type), &frames_out_.Add({{"type", std::string(type)}})).first;
+  it->second->Increment();
+}
+
+void EdgeMetrics::commit(std::size_t batch_size, double seconds) {
+  commit_batch_.Observe(static_cast<double>(batch_size));
+  commit_seconds_.Observe(seconds);
+}
+
+void EdgeMetrics::durable_ack(double seconds) { durable_ack_seconds_.Observe(seconds); }
+void EdgeMetrics::lagging_close() { lagging_.Increment(); }
+void EdgeMetrics::set_queued_bytes(std::uint64_t bytes) { queued_bytes_.Set(static_cast<double>(bytes)); }
+void EdgeMetrics::set_lmdb_bytes(std::uint64_t bytes) { lmdb_bytes_.Set(static_cast<double>(bytes)); }
+
+void EdgeMetrics::sync_counter(prometheus::Family<prometheus::Counter>& family,
+                               std::map<std::string, std::uint64_t>& seen,
+                               const std::string& label_name, const std::string& label,
+                               std::uint64_t total) {
+  std::uint64_t& before = seen[label];
+  if (total > before) family.Add({{label_name, label}}).Increment(static_cast<double>(total - before));
+  before = total;
+}
+
+std::string EdgeMetrics::render(const EdgeCounters& node) {
+  for (const auto& [type, count] : node.frames_in) sync_counter(frames_in_, seen_in_, "type", type, count);
+  for (const auto& [code, count] : node.errors_out) sync_counter(errors_, seen_errors_, "code", code, count);
+  auto sync_scalar = [&](prometheus::Counter& counter, const char* name, std::uint64_t total) {
+    std::uint64_t& before = seen_scalars_[name];
+    if (total > before) counter.Increment(static_cast<double>(total - before));
+    before = total;
+  };
+  sync_scalar(persisted_, "persisted", node.messages_persisted);
+  sync_scalar(duplicates_, "duplicates", node.duplicates);
+  sync_scalar(fanout_, "fanout", node.fanout_deliveries);
+  sync_scalar(replayed_, "replayed", node.replayed_messages);
+  connections_.Set(static_cast<double>(node.connections_open));
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace waymark::edge

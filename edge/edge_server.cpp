@@ -1,0 +1,449 @@
+// The lws side of the edge: one protocol callback, a single switch translating lws events into
+// EdgeNode calls; writes only in SERVER_WRITEABLE with LWS_PRE headroom; bounded queues.
+#include "edge_server.h"
+
+#include "waymark/codec.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+namespace waymark::edge {
+namespace {
+
+constexpr const char* kProtocolName = "waymark.v1";
+constexpr std::size_t kFramesPerWriteable = 64;
+constexpr std::size_t kHttpChunk = 16384;
+
+// Randomness for session and trace ids from OpenSSL's CSPRNG.
+class OsRandom final : public RandomSource {
+ public:
+  std::uint64_t next_u64() override {
+    std::uint64_t value = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof value) != 1) {
+      static std::random_device device;  // OpenSSL failed to seed: still unpredictable enough
+      value = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+    }
+    return value;
+  }
+};
+
+struct PerSession {  // lws's per-connection user data: just our id
+  ConnId id;
+};
+
+std::string_view frame_type_of(const std::string& text) {
+  // The core's serializer always writes "t" first: {"t":"<type>",...
+  constexpr std::string_view kPrefix = R"({"t":")";
+  if (text.compare(0, kPrefix.size(), kPrefix) != 0) return "other";
+  auto end = text.find('"', kPrefix.size());
+  if (end == std::string::npos) return "other";
+  return std::string_view(text).substr(kPrefix.size(), end - kPrefix.size());
+}
+
+}  // namespace
+
+EdgeServer::EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth)
+    : options_(std::move(options)), store_(store), auth_(auth), random_(std::make_unique<OsRandom>()) {
+  EdgeConfig config;
+  config.node = options_.node;
+  config.heartbeat_ms = options_.heartbeat_ms;
+  config.max_frame = options_.max_frame;
+  node_ = std::make_unique<EdgeNode>(config, store_, auth_, *random_);
+}
+
+EdgeServer::~EdgeServer() {
+  if (context_) lws_context_destroy(context_);
+  if (writer_) writer_->stop();
+}
+
+TimeMs EdgeServer::now() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status EdgeServer::start() {
+  protocols_.clear();
+  // One protocol for everything: WebSocket at /ws and the dynamic HTTP routes. Listed first, it
+  // also serves clients that do not name the subprotocol.
+  protocols_.push_back(lws_protocols{kProtocolName, &EdgeServer::callback, sizeof(PerSession),
+                                     options_.max_frame + 1, 0, this, 0});
+  protocols_.push_back(lws_protocols{nullptr, nullptr, 0, 0, 0, nullptr, 0});
+
+  mime_mjs_ = lws_protocol_vhost_options{nullptr, nullptr, ".mjs", "text/javascript"};
+  mime_wasm_ = lws_protocol_vhost_options{&mime_mjs_, nullptr, ".wasm", "application/wasm"};
+
+  std::memset(&mount_root_, 0, sizeof mount_root_);
+  mount_root_.mountpoint = "/";
+  mount_root_.mountpoint_len = 1;
+  mount_root_.origin = options_.web_dir.c_str();
+  mount_root_.def = "index.html";
+  mount_root_.origin_protocol = LWSMPRO_FILE;
+  mount_root_.extra_mimetypes = &mime_wasm_;
+  mount_root_.cache_max_age = 0;
+
+  std::memset(&mount_sdk_, 0, sizeof mount_sdk_);
+  mount_sdk_.mountpoint = "/sdk";
+  mount_sdk_.mountpoint_len = 4;
+  mount_sdk_.origin = options_.sdk_dir.c_str();
+  mount_sdk_.def = "waymark.js";
+  mount_sdk_.origin_protocol = LWSMPRO_FILE;
+  mount_sdk_.extra_mimetypes = &mime_wasm_;
+  mount_sdk_.mount_next = &mount_root_;
+
+  std::memset(&mount_healthz_, 0, sizeof mount_healthz_);
+  mount_healthz_.mountpoint = "/healthz";
+  mount_healthz_.mountpoint_len = 8;
+  mount_healthz_.protocol = kProtocolName;
+  mount_healthz_.origin_protocol = LWSMPRO_CALLBACK;
+  mount_healthz_.mount_next = options_.sdk_dir.empty() ? &mount_root_ : &mount_sdk_;
+
+  std::memset(&mount_metrics_, 0, sizeof mount_metrics_);
+  mount_metrics_.mountpoint = "/metrics";
+  mount_metrics_.mountpoint_len = 8;
+  mount_metrics_.protocol = kProtocolName;
+  mount_metrics_.origin_protocol = LWSMPRO_CALLBACK;
+  mount_metrics_.mount_next = &mount_healthz_;
+
+  // Dead peers: lws pings a connection idle this long and hangs up if nothing comes back.
+  std::memset(&idle_policy_, 0, sizeof idle_policy_);
+  idle_policy_.secs_since_valid_ping = static_cast<uint16_t>(std::max<TimeMs>(options_.heartbeat_ms * 2 / 1000, 1));
+  idle_policy_.secs_since_valid_hangup = static_cast<uint16_t>(std::max<TimeMs>(options_.heartbeat_ms * 3 / 1000, 2));
+
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof info);
+  info.port = options_.port;
+  info.iface = options_.host.c_str();
+  info.protocols = protocols_.data();
+  info.mounts = &mount_metrics_;
+  info.retry_and_idle_policy = &idle_policy_;
+  info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+  info.user = this;
+  lws_set_log_level(LLL_ERR, nullptr);
+
+  context_ = lws_create_context(&info);
+  if (!context_)
+    return make_error(ErrorCode::unavailable,
+                      "listen: cannot serve on " + options_.host + ":" + std::to_string(options_.port) +
+                          " (address in use or not available)");
+  lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
+  bound_port_ = vhost ? lws_get_vhost_listen_port(vhost) : options_.port;
+
+  writer_ = std::make_unique<GroupCommitWriter>(store_, [this] { lws_cancel_service(context_); });
+  lws_sul_schedule(context_, 0, &tick_sul_, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
+  log_event(LogLevel::info, "listening",
+            {{"host", options_.host}, {"port", bound_port_}, {"node", options_.node},
+             {"data", options_.data_dir}, {"dev", options_.dev}});
+  return ok_status();
+}
+
+int EdgeServer::run() {
+  while (!finished_) {
+    if (lws_service(context_, 0) < 0) {
+      log_event(LogLevel::error, "service_failed");
+      return 1;
+    }
+  }
+  log_event(LogLevel::info, "stopped", {{"connections_left", connections_.size()}});
+  return 0;
+}
+
+void EdgeServer::request_shutdown() {
+  shutdown_requested_ = true;
+  if (context_) lws_cancel_service(context_);
+}
+
+// ---- the callback -----------------------------------------------------------------------
+
+int EdgeServer::callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {
+  auto* server = static_cast<EdgeServer*>(lws_context_user(lws_get_context(wsi)));
+  if (!server) return lws_callback_http_dummy(wsi, reason, user, in, len);
+  return server->handle(wsi, reason, user, in, len);
+}
+
+int EdgeServer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {
+  auto* session = static_cast<PerSession*>(user);
+  switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+      return phase_ == Phase::running ? 0 : 1;  // shutting down: accept nobody new
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+      char uri[64] = {0};
+      int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+      if (n <= 0 || std::strcmp(uri, "/ws") != 0 || phase_ != Phase::running) return 1;
+      return 0;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED: {
+      session->id = next_conn_++;
+      connections_[session->id].wsi = wsi;
+      node_->on_connect(session->id, now());
+      flush();
+      return 0;
+    }
+
+    case LWS_CALLBACK_RECEIVE:
+      return on_receive(session->id, wsi, static_cast<const char*>(in), len);
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      return on_writeable(session->id, wsi);
+
+    case LWS_CALLBACK_CLOSED: {
+      auto it = connections_.find(session->id);
+      if (it != connections_.end()) {
+        queued_bytes_total_ -= it->second.queued_bytes;
+        connections_.erase(it);
+      }
+      node_->on_disconnect(session->id, now());
+      flush();
+      return 0;
+    }
+
+    case LWS_CALLBACK_HTTP:
+      return on_http(wsi);
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+      if (http_responses_.count(wsi)) return on_http_writeable(wsi);
+      break;
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+      http_responses_.erase(wsi);
+      break;
+
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+      on_completions();
+      tick();
+      return 0;
+
+    default:
+      break;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+int EdgeServer::on_receive(ConnId id, lws* wsi, const char* data, std::size_t len) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return -1;
+  Connection& c = it->second;
+  if (lws_is_first_fragment(wsi)) {
+    c.rx.clear();
+    c.rx_binary = lws_frame_is_binary(wsi) != 0;
+    c.rx_oversized = false;
+  }
+  if (!c.rx_oversized) {
+    if (c.rx.size() + len > options_.max_frame) {
+      c.rx_oversized = true;
+      c.rx.clear();
+      node_->on_oversized(id, now());  // err too_large, then close 1009
+    } else {
+      c.rx.append(data, len);
+    }
+  }
+  if (lws_is_final_fragment(wsi) && !c.rx_oversized) {
+    if (c.rx_binary)
+      node_->on_binary(id, now());
+    else
+      node_->on_text(id, c.rx, now());
+    c.rx.clear();
+  }
+  flush();
+  return 0;
+}
+
+int EdgeServer::on_writeable(ConnId id, lws* wsi) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return -1;
+  Connection& c = it->second;
+  for (std::size_t n = 0; n < kFramesPerWriteable && !c.queue.empty(); ++n) {
+    const std::string& text = *c.queue.front();
+    write_buffer_.resize(LWS_PRE + text.size());
+    std::memcpy(write_buffer_.data() + LWS_PRE, text.data(), text.size());
+    int written = lws_write(wsi, write_buffer_.data() + LWS_PRE, text.size(), LWS_WRITE_TEXT);
+    if (written < static_cast<int>(text.size())) return -1;
+    c.queued_bytes -= text.size();
+    queued_bytes_total_ -= text.size();
+    c.queue.pop_front();
+    if (lws_send_pipe_choked(wsi)) break;
+  }
+  if (!c.queue.empty()) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  if (c.close_code) {
+    lws_close_reason(wsi, static_cast<lws_close_status>(*c.close_code),
+                     reinterpret_cast<unsigned char*>(c.close_reason.data()),
+                     std::min<std::size_t>(c.close_reason.size(), 120));
+    return -1;
+  }
+  return 0;
+}
+
+// ---- HTTP: /healthz and /metrics ---------------------------------------------------------
+
+int EdgeServer::on_http(lws* wsi) {
+  char uri[128] = {0};
+  lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+  std::string path(uri);
+  unsigned status = HTTP_STATUS_OK;
+  const char* content_type = "text/plain; charset=utf-8";
+  HttpResponse response;
+  if (path == "/healthz") {
+    bool healthy = phase_ == Phase::running;
+    status = healthy ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
+    content_type = "application/json";
+    response.body = std::string(R"({"status":")") + (healthy ? "ok" : "shutting_down") +
+                    R"(","node":)" + json_quote(options_.node) + "}";
+  } else if (path == "/metrics") {
+    if (auto size = store_.size_bytes(); size.ok()) metrics_.set_lmdb_bytes(size.value());
+    metrics_.set_queued_bytes(queued_bytes_total_);
+    content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics_.render(node_->counters());
+  } else {
+    status = HTTP_STATUS_NOT_FOUND;
+    response.body = "not found\n";
+  }
+  unsigned char headers[LWS_PRE + 1024];
+  unsigned char* start = headers + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = headers + sizeof headers - 1;
+  if (lws_add_http_common_headers(wsi, status, content_type, response.body.size(), &p, end))
+    return 1;
+  if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end))
+    return 1;
+  if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
+  http_responses_[wsi] = std::move(response);
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+int EdgeServer::on_http_writeable(lws* wsi) {
+  HttpResponse& response = http_responses_.at(wsi);
+  std::size_t chunk = std::min(kHttpChunk, response.body.size() - response.sent);
+  bool last = response.sent + chunk == response.body.size();
+  write_buffer_.resize(LWS_PRE + chunk);
+  std::memcpy(write_buffer_.data() + LWS_PRE, response.body.data() + response.sent, chunk);
+  if (lws_write(wsi, write_buffer_.data() + LWS_PRE, chunk,
+                last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != static_cast<int>(chunk))
+    return -1;
+  response.sent += chunk;
+  if (!last) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  http_responses_.erase(wsi);
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+// ---- the writer's completions, the tick, shutdown ------------------------------------------
+
+void EdgeServer::on_completions() {
+  auto completions = writer_->take_completions();
+  auto steady_now = std::chrono::steady_clock::now();
+  for (auto& completion : completions) {
+    metrics_.commit(completion.requests.size(),
+                    std::chrono::duration<double>(completion.commit_time).count());
+    if (completion.result.ok()) {
+      const auto& outcomes = completion.result.value();
+      node_->on_committed(outcomes, now());
+      for (std::size_t i = 0; i < outcomes.size() && i < completion.requests.size(); ++i) {
+        auto received = received_at_.find(outcomes[i].ticket);
+        if (received != received_at_.end()) {
+          metrics_.durable_ack(std::chrono::duration<double>(steady_now - received->second).count());
+          received_at_.erase(received);
+        }
+        const auto* append = std::get_if<AppendRequest>(&completion.requests[i].op);
+        const auto* outcome = std::get_if<AppendOutcome>(&outcomes[i].result);
+        if (append && outcome && log_enabled(LogLevel::info))
+          log_event(LogLevel::info, "stored",
+                    {{"tenant", append->tenant}, {"conv", append->msg.conv}, {"id", append->msg.id},
+                     {"from", append->msg.from}, {"seq", outcome->seq}, {"dup", outcome->dup},
+                     {"trace", outcome->trace.value_or("")}});
+      }
+    } else {
+      for (const auto& request : completion.requests) received_at_.erase(request.ticket);
+      log_event(LogLevel::error, "commit_failed",
+                {{"error", completion.result.error().message},
+                 {"writes", completion.requests.size()}});
+      node_->on_commit_failed(completion.requests, completion.result.error(), now());
+    }
+  }
+  flush();
+}
+
+void EdgeServer::on_tick(lws_sorted_usec_list_t* sul) {
+  EdgeServer* server = lws_container_of(sul, EdgeServer, tick_sul_);
+  server->tick();
+  if (!server->finished_)
+    lws_sul_schedule(server->context_, 0, &server->tick_sul_, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
+}
+
+void EdgeServer::tick() {
+  auto steady_now = std::chrono::steady_clock::now();
+  if (shutdown_requested_ && phase_ == Phase::running) {
+    phase_ = Phase::draining;
+    shutdown_started_ = steady_now;
+    log_event(LogLevel::info, "shutdown", {{"connections", connections_.size()},
+                                           {"writes_in_flight", writer_->in_flight()}});
+  }
+  if (phase_ == Phase::draining && writer_->in_flight() == 0) {
+    // Everything accepted is committed and acked (queued); now say bye to everyone.
+    node_->shutdown(now());
+    flush();
+    phase_ = Phase::closing;
+  }
+  if (phase_ != Phase::running) {
+    bool all_closed = phase_ == Phase::closing && connections_.empty();
+    if (all_closed || steady_now - shutdown_started_ >= options_.shutdown_grace) {
+      finished_ = true;
+      lws_cancel_service(context_);
+    }
+  }
+}
+
+// ---- carrying out the node's outputs ------------------------------------------------------
+
+void EdgeServer::flush() {
+  for (;;) {
+    auto outputs = node_->take_outputs();
+    if (outputs.empty()) return;
+    for (auto& output : outputs) {
+      if (auto* write = std::get_if<EdgeWrite>(&output)) {
+        auto it = connections_.find(write->conn);
+        if (it == connections_.end() || it->second.close_code) continue;
+        Connection& c = it->second;
+        metrics_.frame_out(frame_type_of(*write->text));
+        c.queued_bytes += write->text->size();
+        queued_bytes_total_ += write->text->size();
+        c.queue.push_back(std::move(write->text));
+        if (c.queued_bytes > options_.max_queue_bytes && !c.lagging) {
+          // A reader this far behind is dropped; it resumes from its cursor, losing nothing.
+          c.lagging = true;
+          queued_bytes_total_ -= c.queued_bytes;
+          c.queued_bytes = 0;
+          c.queue.clear();
+          metrics_.lagging_close();
+          log_event(LogLevel::warn, "lagging_close", {{"conn", write->conn}});
+          node_->drop_lagging(write->conn, now());
+        }
+        lws_callback_on_writable(c.wsi);
+      } else if (auto* close = std::get_if<EdgeClose>(&output)) {
+        auto it = connections_.find(close->conn);
+        if (it == connections_.end() || it->second.close_code) continue;
+        it->second.close_code = close->code;
+        it->second.close_reason = close->reason;
+        // A peer that stops reading cannot hold the close up for long.
+        lws_set_timeout(it->second.wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        lws_callback_on_writable(it->second.wsi);
+      } else if (auto* persist = std::get_if<EdgePersist>(&output)) {
+        received_at_[persist->request.ticket] = std::chrono::steady_clock::now();
+        writer_->submit(std::move(persist->request));
+      }
+    }
+  }
+}
+
+}  // namespace waymark::edge

@@ -1,0 +1,119 @@
+// EdgeServer: the lws transport around the core's EdgeNode. One lws service thread runs every
+// callback and owns the node, the connection table and the metrics; the GroupCommitWriter's
+// thread owns write transactions and wakes the lws thread with lws_cancel_service.
+// request_shutdown may be called from any thread; everything else from the thread that calls run().
+#pragma once
+
+#include <libwebsockets.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "edge_log.h"
+#include "edge_metrics.h"
+#include "group_commit_writer.h"
+#include "lmdb_log_store.h"
+#include "waymark/auth.h"
+#include "waymark/edge_node.h"
+
+namespace waymark::edge {
+
+struct EdgeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                                   // 0: any free port (logged as "listening")
+  std::string data_dir = "./waymark-data";
+  bool dev = false;                                  // accept dev:<user> tokens
+  std::string web_dir;                               // static files at /
+  std::string sdk_dir;                               // the browser SDK at /sdk/ (if it exists)
+  std::string node = "edge-1";
+  std::size_t max_frame = 65536;
+  std::size_t max_queue_bytes = std::size_t{4} << 20;  // per connection; past it: bye + 4008
+  TimeMs heartbeat_ms = 15000;
+  std::size_t max_map_bytes = std::size_t{1} << 40;  // LMDB map cap; past it sends get nack retry
+  std::chrono::milliseconds shutdown_grace{4500};    // SIGTERM: exit within this
+};
+
+class EdgeServer {
+ public:
+  // REQUIRES: store and auth outlive the server.
+  EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth);
+  ~EdgeServer();
+
+  // Binds the listen socket. An error names what failed.
+  Status start();
+  // Serves until a requested shutdown has finished; returns the process exit code.
+  int run();
+  // Any thread: stop accepting, commit and ack what is in flight, bye everyone, exit.
+  void request_shutdown();
+  int port() const { return bound_port_; }
+
+ private:
+  struct Connection {
+    lws* wsi = nullptr;
+    std::deque<std::shared_ptr<const std::string>> queue;
+    std::size_t queued_bytes = 0;
+    std::string rx;              // the text frame being reassembled from fragments
+    bool rx_binary = false;
+    bool rx_oversized = false;   // past max_frame: drop the rest of it
+    bool lagging = false;
+    std::optional<int> close_code;
+    std::string close_reason;
+  };
+  struct HttpResponse {
+    std::string body;
+    std::size_t sent = 0;
+  };
+  enum class Phase { running, draining, closing };
+
+  static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
+  static void on_tick(lws_sorted_usec_list_t* sul);
+  int handle(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
+
+  int on_receive(ConnId id, lws* wsi, const char* data, std::size_t len);
+  int on_writeable(ConnId id, lws* wsi);
+  int on_http(lws* wsi);
+  int on_http_writeable(lws* wsi);
+  void on_completions();
+  void tick();
+
+  void flush();  // carries out the node's outputs
+  TimeMs now() const;
+
+  EdgeOptions options_;
+  LmdbLogStore& store_;
+  Authenticator& auth_;
+  std::unique_ptr<RandomSource> random_;
+  std::unique_ptr<EdgeNode> node_;
+  EdgeMetrics metrics_;
+  std::unique_ptr<GroupCommitWriter> writer_;
+
+  lws_context* context_ = nullptr;
+  std::vector<lws_protocols> protocols_;
+  lws_http_mount mount_root_{}, mount_sdk_{}, mount_healthz_{}, mount_metrics_{};
+  lws_protocol_vhost_options mime_wasm_{}, mime_mjs_{};
+  lws_retry_bo_t idle_policy_{};
+  lws_sorted_usec_list_t tick_sul_{};
+  int bound_port_ = 0;
+
+  std::unordered_map<ConnId, Connection> connections_;
+  std::map<lws*, HttpResponse> http_responses_;
+  std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> received_at_;  // ticket
+  std::vector<unsigned char> write_buffer_;
+  ConnId next_conn_ = 1;
+  std::uint64_t queued_bytes_total_ = 0;
+
+  std::atomic<bool> shutdown_requested_{false};
+  Phase phase_ = Phase::running;
+  std::chrono::steady_clock::time_point shutdown_started_{};
+  bool finished_ = false;
+};
+
+}  // namespace waymark::edge
