@@ -120,7 +120,8 @@ Status EdgeServer::start() {
   info.protocols = protocols_.data();
   info.mounts = &mount_metrics_;
   info.retry_and_idle_policy = &idle_policy_;
-  info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+  // UTF-8 is checked by the JSON parser, which answers err bad_frame and keeps the socket.
+  info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
   info.user = this;
   lws_set_log_level(LLL_ERR, nullptr);
 

@@ -315,7 +315,7 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     if (rc != MDB_SUCCESS) return fail("mdb_cursor_get(log, MDB_LAST)", rc);
     MDB_val new_key = as_val(key);
     return mdb_cmp(txn_, store_.dbis_.log, &new_key, &last_key) > 0 ? unsigned{MDB_APPEND}
-                                                                     : unsigned{MDB_NOOVERWRITE};
+                                                                     : unsigned{MDB_APPEND};
   }
 
   const LmdbLogStore& store_;
