@@ -47,10 +47,13 @@ std::string_view frame_type_of(const std::string& text) {
 
 EdgeServer::EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth)
     : options_(std::move(options)), store_(store), auth_(auth), random_(std::make_unique<OsRandom>()) {
+  // One largest frame must always fit in a queue, or every such message would lag its reader.
+  options_.max_queue_bytes = std::max(options_.max_queue_bytes, 2 * options_.max_frame + 4096);
   EdgeConfig config;
   config.node = options_.node;
   config.heartbeat_ms = options_.heartbeat_ms;
   config.max_frame = options_.max_frame;
+  config.page_max_bytes = std::min(config.page_max_bytes, options_.max_queue_bytes / 4);
   node_ = std::make_unique<EdgeNode>(config, store_, auth_, *random_);
 }
 
@@ -416,12 +419,17 @@ void EdgeServer::flush() {
         auto it = connections_.find(write->conn);
         if (it == connections_.end() || it->second.close_code) continue;
         Connection& c = it->second;
-        metrics_.frame_out(frame_type_of(*write->text));
+        std::string_view type = frame_type_of(*write->text);
+        // A lagging connection gets its bye and nothing more: what it was sent is a gap-free
+        // prefix of its stream, and it resumes from its cursor.
+        if (c.lagging && type != "bye") continue;
+        metrics_.frame_out(type);
         c.queued_bytes += write->text->size();
         queued_bytes_total_ += write->text->size();
         c.queue.push_back(std::move(write->text));
         if (c.queued_bytes > options_.max_queue_bytes && !c.lagging) {
           // A reader this far behind is dropped; it resumes from its cursor, losing nothing.
+          // Frames not yet written are discarded whole, never from the middle of the stream.
           c.lagging = true;
           queued_bytes_total_ -= c.queued_bytes;
           c.queued_bytes = 0;

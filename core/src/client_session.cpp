@@ -156,8 +156,8 @@ void ClientSession::start(TimeMs now) {
 void ClientSession::close(TimeMs now) {
   if (connection_) io_.emplace_back(CloseSocket{connection_, kCloseNormal});
   bool was_stopped = phase_ == Phase::stopped;
+  phase_ = Phase::stopped;  // first, so connection_lost neither schedules nor announces a retry
   connection_lost(now, "closed by app", false, kCloseNormal);
-  phase_ = Phase::stopped;
   if (!was_stopped) emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "closed by app"});
 }
 
@@ -228,8 +228,7 @@ void ClientSession::write(const Frame& frame) {
 
 void ClientSession::on_open(ConnectionId connection, TimeMs now) {
   if (!is_current(connection) || phase_ != Phase::connecting) return;
-  phase_ = Phase::handshaking;
-  phase_since_ = now;
+  phase_ = Phase::handshaking;  // phase_since_ stays at OpenSocket: the limit counts from there
   last_heard_ = now;
   Hello hello;
   hello.token = token_;
@@ -338,6 +337,9 @@ void ClientSession::handle(const Welcome& frame, TimeMs now) {
   heartbeat_ms_ = std::max<TimeMs>(frame.hb, 1);
   max_frame_ = static_cast<std::size_t>(std::max<std::int64_t>(frame.max_frame, 1));
   emit(ConnectionEvent{ConnectionState::online, std::nullopt, {}});
+  // Subscriptions made after the hello went out are sent now.
+  for (auto& [conv, c] : conversations_)
+    if (c.wanted && !c.requested) send_sub(conv, c);
 }
 
 void ClientSession::handle(const Msg& frame, TimeMs now) { accept_msg(frame, now); }
@@ -417,6 +419,10 @@ void ClientSession::handle(const Subd& frame, TimeMs now) {
   c.known_head = std::max(c.known_head, frame.head);
   if (!c.cursor) {  // subscribed live from the head
     c.cursor = frame.head;
+    // This device never received what lies below the head: no delivered receipt for it, and
+    // no own seq below it awaits delivery.
+    c.delivered_sent = std::max(c.delivered_sent, frame.head);
+    c.acked_undelivered.erase(c.acked_undelivered.begin(), c.acked_undelivered.upper_bound(frame.head));
     emit(CursorEvent{frame.conv, frame.head});
     mark_state_changed();
   }
@@ -451,7 +457,9 @@ void ClientSession::handle(const Page& frame, TimeMs now) {
   Seq before = c.cursor.value_or(0);
   for (const Msg& msg : frame.msgs) accept_msg(msg, now);
   if (c.cursor.value_or(0) == before && frame.msgs.empty()) {
-    c.pending.clear();  // the edge has nothing there: the next sub will resynchronise
+    // The edge has nothing there: drop what was held; the next live msg reopens the gap
+    // and asks again, and a reconnect resubscribes from the cursor.
+    c.pending.clear();
     return;
   }
   request_gap_fill(frame.conv, c, now);
@@ -546,8 +554,9 @@ void ClientSession::handle(const Err& frame, TimeMs now) {
   }
   if (frame.code == ErrorCode::unauthorized) {
     // The same token will not do better: stop until the host sets a token and reconnects.
-    connection_lost(now, "unauthorized", true, kCloseNormal);
+    // Stopped first, so connection_lost neither schedules nor announces a retry.
     phase_ = Phase::stopped;
+    connection_lost(now, "unauthorized", true, kCloseNormal);
     emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + frame.msg});
     return;
   }
@@ -673,10 +682,11 @@ void ClientSession::apply_others_receipt(const std::string& conv, Conversation& 
 
 // ---- outbox -------------------------------------------------------------------------------
 
-std::string ClientSession::send(const std::string& conv, json::value body, TimeMs now) {
+std::string ClientSession::send(const std::string& conv, json::value body, TimeMs now,
+                               std::optional<std::string> id) {
   OutboxEntry entry;
   entry.conv = conv;
-  entry.id = make_message_id(now, random_);
+  entry.id = id ? std::move(*id) : make_message_id(now, random_);
   entry.body = std::move(body);
   entry.cts = now;
   entry.trace = make_traceparent(random_);
@@ -692,6 +702,10 @@ std::string ClientSession::send(const std::string& conv, json::value body, TimeM
   std::optional<Error> refused;
   if (!is_valid_conv(conv)) {
     refused = make_error(ErrorCode::invalid, "conv: " + std::string(kConvRule));
+  } else if (!is_valid_message_id(entry.id)) {
+    refused = make_error(ErrorCode::invalid, "id: " + std::string(kMessageIdRule));
+  } else if (find_outbox(conv, entry.id) != outbox_.end()) {
+    return entry.id;  // the same caller-chosen id again: already queued, one row
   } else {
     std::size_t size =
         serialize(Send{conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt}).size();
@@ -708,11 +722,11 @@ std::string ClientSession::send(const std::string& conv, json::value body, TimeM
   }
   row.state = RowState::queued;
   emit(std::move(row));
-  std::string id = entry.id;
+  std::string queued_id = entry.id;
   outbox_.push_back(std::move(entry));
   mark_state_changed();
   pump_outbox(now);
-  return id;
+  return queued_id;
 }
 
 bool ClientSession::retry(const std::string& conv, const std::string& id, TimeMs now) {
@@ -748,7 +762,27 @@ void ClientSession::pump_outbox(TimeMs now) {
       if (!retry_wakeup_ || entry.not_before < *retry_wakeup_) retry_wakeup_ = entry.not_before;
       continue;
     }
-    write(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt});
+    std::string text =
+        serialize(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt});
+    if (text.size() > max_frame_) {
+      // Queued under a larger limit than this welcome's: the edge would close with 1009 on
+      // every reconnect, so it fails here as send() would have failed it.
+      entry.failed = true;
+      entry.error = make_error(ErrorCode::too_large, "frame: " + std::to_string(text.size()) +
+                                                         " bytes exceeds max_frame " +
+                                                         std::to_string(max_frame_));
+      RowEvent row;
+      row.conv = entry.conv;
+      row.id = entry.id;
+      row.state = RowState::failed;
+      row.own = true;
+      row.error = entry.error;
+      row.at = now;
+      emit(std::move(row));
+      mark_state_changed();
+      continue;
+    }
+    io_.emplace_back(WriteFrame{connection_, std::move(text)});
     entry.sent_on = connection_;
     ++in_flight;
   }

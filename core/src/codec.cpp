@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
 #include <limits>
 
 #include "waymark/identifiers.h"
@@ -152,6 +153,23 @@ class FieldReader {
   std::string prefix_;
 };
 
+// JSON has no Infinity or NaN; a number too large for a double (1e400) parses to one, and
+// would be stored and sent back as text no JSON parser accepts.
+bool has_non_finite_number(const json::value& value) {
+  switch (value.kind()) {
+    case json::kind::double_: return !std::isfinite(value.get_double());
+    case json::kind::array:
+      for (const auto& item : value.get_array())
+        if (has_non_finite_number(item)) return true;
+      return false;
+    case json::kind::object:
+      for (const auto& field : value.get_object())
+        if (has_non_finite_number(field.value())) return true;
+      return false;
+    default: return false;
+  }
+}
+
 template <typename T>
 Result<Frame> finish(FieldReader& reader, T&& frame) {
   if (reader.error) return *reader.error;
@@ -230,10 +248,12 @@ Result<Frame> parse_send(FieldReader& r) {
   f.rid = r.rid();
   f.conv = r.conv();
   f.id = r.message_id();
-  if (const json::value* body = r.find("body"))
+  if (const json::value* body = r.find("body")) {
+    if (has_non_finite_number(*body)) r.fail("body", "numbers must be finite");
     f.body = *body;
-  else
+  } else {
     r.fail("body", "missing");
+  }
   f.cts = r.opt_integer("cts", 0);
   f.trace = r.trace();
   return finish(r, std::move(f));
@@ -288,10 +308,12 @@ std::optional<Msg> read_msg(FieldReader& r) {
   m.ts = r.integer("ts", 0);
   m.cts = r.opt_integer("cts", 0);
   m.trace = r.trace();
-  if (const json::value* body = r.find("body"))
+  if (const json::value* body = r.find("body")) {
+    if (has_non_finite_number(*body)) r.fail("body", "numbers must be finite");
     m.body = *body;
-  else
+  } else {
     r.fail("body", "missing");
+  }
   if (r.error) return std::nullopt;
   return m;
 }
@@ -416,6 +438,7 @@ Result<Frame> parse_bye(FieldReader& r) {
   } else if (!window->is_array() || window->get_array().size() != 2 ||
              !window->get_array()[0].is_int64() || !window->get_array()[1].is_int64() ||
              window->get_array()[0].get_int64() < 0 ||
+             window->get_array()[1].get_int64() > kMaxSafeInteger ||
              window->get_array()[1].get_int64() < window->get_array()[0].get_int64()) {
     r.fail("retry_ms", "must be [min, max] with 0 <= min <= max");
   } else {

@@ -3,11 +3,11 @@
 #include "waymark/edge_node.h"
 
 #include <algorithm>
+#include <boost/json/parse.hpp>
 
 namespace waymark {
 namespace {
 
-constexpr int kCloseNormal = 1000;
 constexpr int kCloseGoingAway = 1001;
 constexpr int kCloseTooLarge = 1009;
 constexpr int kCloseUnauthorized = 4001;
@@ -19,6 +19,36 @@ struct Overloaded : Fs... {
 };
 template <typename... Fs>
 Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// Whether text is a JSON object whose "t" is "hello": a malformed hello is told what is wrong,
+// while anything else sent first is unauthorized (a substring test would also match
+// {"t":"sub","conv":"hello",...}).
+bool names_hello(std::string_view text) {
+  boost::json::error_code ec;
+  boost::json::value value = boost::json::parse(text, ec);
+  if (ec || !value.is_object()) return false;
+  const boost::json::value* type = value.get_object().if_contains("t");
+  return type && type->is_string() && type->get_string() == "hello";
+}
+
+// The rid a client frame carried, for the error that answers it.
+std::optional<std::string> rid_of(const Frame& frame) {
+  return std::visit(
+      [](const auto& f) -> std::optional<std::string> {
+        if constexpr (requires { f.rid; })
+          return f.rid;
+        else
+          return std::nullopt;
+      },
+      frame);
+}
+
+// bye.retry_ms's lower end on shutdown: drawn per connection so reconnects spread out.
+TimeMs shutdown_retry_min(const EdgeConfig& config, RandomSource& random) {
+  return config.shutdown_retry_low_ms +
+         static_cast<TimeMs>(random.next_u64() %
+                             static_cast<std::uint64_t>(config.shutdown_retry_jitter_ms + 1));
+}
 
 }  // namespace
 
@@ -86,9 +116,7 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
     if (!c.identity) {
       // Before a hello only a well-formed hello is heard: a malformed hello says what is wrong,
       // anything else is unauthorized; both close 4001.
-      bool looks_like_hello = text.find("\"hello\"") != std::string_view::npos &&
-                              parsed.error().code == ErrorCode::invalid;
-      if (looks_like_hello)
+      if (parsed.error().code == ErrorCode::invalid && names_hello(text))
         send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
       else
         send_error(conn, ErrorCode::unauthorized, "hello must be the first frame",
@@ -103,7 +131,7 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
   ++counters_.frames_in[std::string(frame_type(frame))];
 
   if (!c.identity && !std::holds_alternative<Hello>(frame)) {
-    send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", std::nullopt);
+    send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", rid_of(frame));
     close(conn, c, kCloseUnauthorized, "unauthorized");
     return;
   }
@@ -126,6 +154,13 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
 void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   if (c.identity) {
     send_error(conn, ErrorCode::invalid, "hello: this connection already said hello", frame.rid);
+    return;
+  }
+  if (shutting_down_) {  // a socket that arrived after shutdown(): no session, come back later
+    send_error(conn, ErrorCode::unavailable, "node: shutting down", frame.rid);
+    TimeMs min_ms = shutdown_retry_min(config_, random_);
+    say_bye(conn, c, "shutdown", min_ms, min_ms + config_.shutdown_retry_spread_ms,
+            kCloseGoingAway);
     return;
   }
   auto identity = auth_.authenticate(frame.token, now);
@@ -181,9 +216,26 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs) {
   }
   auto msgs = reader_.read_after(tenant, frame.conv, after, limit);
   if (!msgs.ok()) return send_error(conn, ErrorCode::unavailable, "store: " + msgs.error().message, frame.rid);
+  // A page stays within page_max_bytes (at least one message): the messages nearest the
+  // asking point are kept (the lowest for `after`, the highest below `before`), more:true.
+  auto& found = msgs.value();
+  std::size_t bytes = 0, keep = 0;
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    const auto& m = frame.after ? found[i] : found[found.size() - 1 - i];
+    if (keep > 0 && bytes + m.frame.size() > config_.page_max_bytes) break;
+    bytes += m.frame.size();
+    ++keep;
+  }
+  if (keep < found.size()) {
+    more = true;
+    if (frame.after)
+      found.erase(found.begin() + static_cast<std::ptrdiff_t>(keep), found.end());
+    else
+      found.erase(found.begin(), found.end() - static_cast<std::ptrdiff_t>(keep));
+  }
   std::vector<std::string> frames;
-  frames.reserve(msgs.value().size());
-  for (auto& m : msgs.value()) frames.push_back(std::move(m.frame));
+  frames.reserve(found.size());
+  for (auto& m : found) frames.push_back(std::move(m.frame));
   write(conn, serialize_page(frame.conv, frames, more, frame.rid));
 }
 
@@ -257,7 +309,12 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
   bool newly_subscribed = !c.subs.count(request.conv);
   Subscription& sub = c.subs[request.conv];
   sub.last_sent = after;
+  std::size_t bytes = 0;
   for (auto& m : replay.value()) {
+    // A replay stays within page_max_bytes (at least one message), so it never overruns the
+    // host's per-connection queue by itself; the client subs again for the rest (more:true).
+    if (bytes > 0 && bytes + m.frame.size() > config_.page_max_bytes) break;
+    bytes += m.frame.size();
     write(conn, std::move(m.frame));
     sub.last_sent = m.seq;
     ++counters_.replayed_messages;
@@ -417,9 +474,7 @@ void EdgeNode::shutdown(TimeMs) {
   shutting_down_ = true;
   for (auto& [conn, c] : connections_) {
     if (c.closing) continue;
-    TimeMs min_ms = config_.shutdown_retry_low_ms +
-                    static_cast<TimeMs>(random_.next_u64() %
-                                        static_cast<std::uint64_t>(config_.shutdown_retry_jitter_ms + 1));
+    TimeMs min_ms = shutdown_retry_min(config_, random_);
     say_bye(conn, c, "shutdown", min_ms, min_ms + config_.shutdown_retry_spread_ms, kCloseGoingAway);
   }
 }

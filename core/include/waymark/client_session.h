@@ -42,7 +42,10 @@ class ClientSession {
   // ---- the app ----
   // Queues a message and returns its id at once; the row starts queued. A frame that would
   // exceed max_frame fails at once (row failed, too_large).
-  std::string send(const std::string& conv, boost::json::value body, TimeMs now);
+  // `id`: a caller-chosen id (another tab of the same profile made it with make_message_id);
+  // an invalid one fails the row at once (invalid). Absent: the session makes one.
+  std::string send(const std::string& conv, boost::json::value body, TimeMs now,
+                   std::optional<std::string> id = std::nullopt);
   // Delivers conv from the stored cursor, else from `after`, else live from the head.
   // REQUIRES: is_valid_conv(conv) (checked: a bad conv is ignored and reported as ErrorEvent).
   void subscribe(const std::string& conv, std::optional<Seq> after, TimeMs now);

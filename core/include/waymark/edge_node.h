@@ -35,6 +35,9 @@ struct EdgeConfig {
   std::uint32_t replay_max = 1000;     // sub.limit above this is lowered to it
   std::uint32_t hist_default = 50;     // hist without limit
   std::uint32_t hist_max = 1000;
+  // Bytes of msg frames one replay or one history page may carry (at least one message);
+  // the rest comes with more:true. Keep it well below the host's per-connection queue bound.
+  std::size_t page_max_bytes = std::size_t{1} << 20;
   // bye.retry_ms on shutdown: [min, min + spread] with min drawn in [low, low + jitter].
   TimeMs shutdown_retry_low_ms = 500;
   TimeMs shutdown_retry_jitter_ms = 1500;

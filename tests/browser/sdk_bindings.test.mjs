@@ -1,0 +1,142 @@
+// The embind bindings (wasm/bindings.cpp) in node, without a browser: the JSON shapes waymark.js
+// relies on, state export/import, and the forwarded-send ids two tabs must agree on.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { SDK_DIR } from './sdk_harness.mjs';
+
+let core;
+
+before(async () => {
+  assert.ok(existsSync(join(SDK_DIR, 'waymark_core.wasm')), `no SDK build in ${SDK_DIR}`);
+  // Emscripten 3.1.6's ES6 output refers to require and __dirname when it runs under node.
+  globalThis.require = createRequire(import.meta.url);
+  globalThis.__dirname = SDK_DIR;
+  const { default: createWaymarkCore } = await import(join(SDK_DIR, 'waymark_core.js'));
+  core = await createWaymarkCore({ wasmBinary: readFileSync(join(SDK_DIR, 'waymark_core.wasm')) });
+});
+
+const io = (session) => JSON.parse(session.takeIo());
+const events = (session) => JSON.parse(session.takeEvents());
+const WELCOME = JSON.stringify({ t: 'welcome', session: 's', node: 'n', user: 'alice', ts: 1, hb: 15000, max_frame: 65536 });
+
+function online(session, now = 1000) {
+  session.start(now);
+  const [open] = io(session);
+  session.onOpen(open.conn, now + 1);
+  const [hello] = io(session);
+  session.onFrame(open.conn, WELCOME, now + 2);
+  return { conn: open.conn, hello: JSON.parse(hello.text) };
+}
+
+test('a session opens a socket, says hello, goes online', () => {
+  const session = new core.WasmSession('dev:alice', 'tab-1', 1, 2);
+  assert.equal(session.nextDeadline(), -1);
+  assert.equal(session.connectionState(), 'offline');
+  const { conn, hello } = online(session);
+  assert.equal(conn, 1);
+  assert.deepEqual(hello, { t: 'hello', token: 'dev:alice', device: 'tab-1' });
+  assert.equal(session.connectionState(), 'online');
+  assert.equal(session.user(), 'alice');
+  const seen = events(session).map((e) => [e.type, e.state]);
+  assert.deepEqual(seen, [['connection', 'connecting'], ['connection', 'online']]);
+  assert.ok(session.nextDeadline() > 1002);
+  session.delete();
+});
+
+test('send: a queued row with body and trace, the same id on the wire, state to persist', () => {
+  const session = new core.WasmSession('dev:alice', '', 3, 4);
+  online(session);
+  events(session);
+  const id = session.send('ops', JSON.stringify({ text: 'hi' }), 5000);
+  assert.match(id, /^[0-9A-Z]{26}$/);
+  const [write] = io(session);
+  const frame = JSON.parse(write.text);
+  assert.equal(frame.t, 'send');
+  assert.equal(frame.id, id);
+  assert.deepEqual(frame.body, { text: 'hi' });
+  const [row, state] = events(session);
+  assert.deepEqual({ ...row, trace: undefined }, { type: 'row', conv: 'ops', id, state: 'queued', own: true, body: { text: 'hi' }, at: 5000, trace: undefined });
+  assert.equal(row.trace, frame.trace);
+  assert.equal(state.type, 'state');
+  assert.equal(session.send('ops', 'not json', 5001), '');
+  // The ack makes it sequenced; the msg reaches the app once.
+  session.onFrame(1, JSON.stringify({ t: 'ack', conv: 'ops', id, seq: 7, ts: 5002 }), 5003);
+  assert.deepEqual(events(session).filter((e) => e.type === 'row').map((e) => [e.state, e.seq]), [['sequenced', 7]]);
+  session.delete();
+});
+
+test('a forwarded send keeps the id the forwarding tab made; a repeat is one row', () => {
+  const session = new core.WasmSession('dev:alice', '', 5, 6);
+  online(session);
+  for (const draws of [[1, 2, 3, 4], [0xffffffff, 0, 0x12345678, 0x9abcdef0], [0, 0, 0, 0]]) {
+    const expected = core.messageIdFor(1700000000000, ...draws);
+    const id = session.sendWithId('ops', '{"n":1}', 1700000000000, expected);
+    assert.equal(id, expected);
+    const frame = JSON.parse(io(session).at(-1).text);
+    assert.equal(frame.id, expected);
+    assert.equal(frame.cts, 1700000000000);
+    assert.match(frame.trace, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  }
+  // The same id forwarded twice (a follower's retry) stays one outbox entry and one row.
+  const again = core.messageIdFor(1700000000000, 1, 2, 3, 4);
+  events(session);
+  assert.equal(session.sendWithId('ops', '{"n":1}', 1700000000000, again), again);
+  assert.equal(events(session).filter((e) => e.type === 'row').length, 0);
+  assert.equal(io(session).length, 0);
+  // An id breaking the id rule fails at once.
+  events(session);
+  session.sendWithId('ops', '{}', 1700000000000, 'bad id!');
+  assert.deepEqual(events(session).filter((e) => e.type === 'row').map((e) => e.state), ['failed']);
+  // Different draws, different ids.
+  assert.notEqual(core.messageIdFor(1, 1, 2, 3, 4), core.messageIdFor(1, 1, 2, 3, 5));
+  session.delete();
+});
+
+test('state exported by one session is imported by the next: outbox rows and cursors', () => {
+  const first = new core.WasmSession('dev:alice', '', 7, 8);
+  first.subscribe('ops', 0, 900);
+  const id = first.send('ops', '{"text":"offline"}', 1000);
+  const state = first.exportState();
+  const parsed = JSON.parse(state);
+  assert.equal(parsed.outbox.length, 1);
+  assert.equal(parsed.outbox[0].id, id);
+
+  const second = new core.WasmSession('dev:alice', '', 9, 10);
+  assert.equal(second.importState(state, 2000), '');
+  const rows = events(second).filter((e) => e.type === 'row');
+  assert.deepEqual(rows.map((r) => [r.id, r.state, r.body.text]), [[id, 'queued', 'offline']]);
+  assert.equal(second.cursor('ops'), 0);
+  const { hello } = online(second, 3000);
+  assert.deepEqual(hello.subs, [{ conv: 'ops', after: 0 }]);
+  const resent = io(second).map((a) => JSON.parse(a.text)).filter((f) => f.t === 'send');
+  assert.deepEqual(resent.map((f) => f.id), [id]);
+
+  const third = new core.WasmSession('dev:alice', '', 11, 12);
+  assert.notEqual(third.importState('not json', 1), '');
+  assert.notEqual(third.importState('{"v":2}', 1), '');
+  for (const session of [first, second, third]) session.delete();
+});
+
+test('queries and history: present as JSON, history offline fails with unavailable', () => {
+  const session = new core.WasmSession('dev:alice', '', 13, 14);
+  const rid = session.requestHistory('ops', -1, -1, 0, 100);
+  const [history] = events(session).filter((e) => e.type === 'history');
+  assert.equal(history.rid, rid);
+  assert.equal(history.error.code, 'unavailable');
+
+  online(session);
+  session.subscribe('ops', -1, 2000);
+  const [sub] = io(session).map((a) => JSON.parse(a.text));
+  assert.deepEqual(sub, { t: 'sub', conv: 'ops' });
+  session.onFrame(1, JSON.stringify({ t: 'subd', conv: 'ops', head: 5, read: 3, present: ['bob', 'alice'], more: false }), 2001);
+  assert.deepEqual(JSON.parse(session.present('ops')).sort(), ['alice', 'bob']);
+  assert.equal(session.cursor('ops'), 5);
+  assert.equal(session.cursor('nowhere'), -1);
+  const asked = session.requestHistory('ops', 5, -1, 2, 2002);
+  const hist = io(session).map((a) => JSON.parse(a.text)).find((f) => f.t === 'hist');
+  assert.deepEqual(hist, { t: 'hist', conv: 'ops', before: 5, limit: 2, rid: asked });
+  session.delete();
+});

@@ -1,0 +1,136 @@
+// auth_test: dev-mode tokens (DevAuthenticator) and the access rule (Identity::may_access),
+// the one place that decides whether a connection may touch a conversation.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "waymark/auth.h"
+#include "waymark/error.h"
+
+using namespace waymark;
+
+namespace {
+
+constexpr TimeMs kNow = 1700000000000;
+
+Identity identity_with(std::vector<std::string> convs) {
+  Identity identity;
+  identity.tenant = "acme";
+  identity.user = "alice";
+  identity.convs = std::move(convs);
+  return identity;
+}
+
+}  // namespace
+
+TEST_CASE("auth: dev:<user> is that user of tenant dev, with every conversation", "[auth]") {
+  DevAuthenticator auth;
+  for (const std::string& user : std::vector<std::string>{"alice", "b", "Bob.Smith_2@example-corp", std::string(64, 'u')}) {
+    INFO("user " << user);
+    auto result = auth.authenticate("dev:" + user, kNow);
+    REQUIRE(result.ok());
+    const Identity& identity = result.value();
+    CHECK(identity.user == user);
+    CHECK(identity.tenant == "dev");
+    CHECK(identity.all_convs);
+    CHECK(identity.may_access("ops"));
+    CHECK(identity.may_access("any.conv:at-all_1"));
+    CHECK(identity.may_access(std::string(128, 'c')));
+    CHECK_FALSE(identity.expires_at.has_value());  // dev tokens never expire
+  }
+  // Time does not matter to a dev token.
+  CHECK(auth.authenticate("dev:alice", 0).ok());
+  CHECK(auth.authenticate("dev:alice", 4102444800000).ok());
+}
+
+TEST_CASE("auth: anything else is unauthorized", "[auth]") {
+  DevAuthenticator auth;
+  const std::vector<std::string> bad_tokens = {
+      "",                                  // nothing
+      "alice",                             // no prefix
+      "dev",                               // prefix without the colon
+      "dev:",                              // empty user
+      "Dev:alice",                         // the prefix is case-sensitive
+      " dev:alice",                        // leading space
+      "devalice",
+      "dev;alice",
+      "dev:" + std::string(65, 'u'),       // user too long
+      "dev:al ice",                        // bad chars
+      "dev:alice/admin",
+      "dev:alice:admin",
+      "dev:*",
+      "dev:é",
+      "dev:alice\n",
+      std::string("dev:ali\0ce", 10),
+      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",  // a JWT is not a dev token
+  };
+  for (const std::string& token : bad_tokens) {
+    INFO("token \"" << token << "\"");
+    auto result = auth.authenticate(token, kNow);
+    REQUIRE_FALSE(result.ok());
+    CHECK(to_string(result.error().code) == "unauthorized");
+    CHECK_FALSE(result.error().message.empty());
+    CHECK(result.error().message.rfind("token:", 0) == 0);
+  }
+}
+
+TEST_CASE("auth: user names are 1-64 chars of [A-Za-z0-9._@-]", "[auth]") {
+  CHECK(is_valid_user_name("a"));
+  CHECK(is_valid_user_name("A.z_0@9-x"));
+  CHECK(is_valid_user_name(std::string(64, 'u')));
+  CHECK_FALSE(is_valid_user_name(""));
+  CHECK_FALSE(is_valid_user_name(std::string(65, 'u')));
+  CHECK_FALSE(is_valid_user_name("a b"));
+  CHECK_FALSE(is_valid_user_name("a:b"));
+  CHECK_FALSE(is_valid_user_name("a*"));
+  CHECK_FALSE(is_valid_user_name("ü"));
+}
+
+TEST_CASE("auth: may_access matches exact names and '*' prefixes only", "[auth]") {
+  SECTION("exact names") {
+    Identity identity = identity_with({"ops", "team.eu:1"});
+    CHECK(identity.may_access("ops"));
+    CHECK(identity.may_access("team.eu:1"));
+    CHECK_FALSE(identity.may_access("ops2"));    // a name is not a prefix
+    CHECK_FALSE(identity.may_access("op"));
+    CHECK_FALSE(identity.may_access("OPS"));
+    CHECK_FALSE(identity.may_access("team.eu:10"));
+    CHECK_FALSE(identity.may_access(""));
+  }
+  SECTION("prefixes ending in '*'") {
+    Identity identity = identity_with({"team-*", "eu.ops:*"});
+    CHECK(identity.may_access("team-a"));
+    CHECK(identity.may_access("team-"));
+    CHECK(identity.may_access("team-a.b:c"));
+    CHECK(identity.may_access("eu.ops:db"));
+    CHECK_FALSE(identity.may_access("team"));
+    CHECK_FALSE(identity.may_access("teams"));
+    CHECK_FALSE(identity.may_access("xteam-a"));   // a prefix, not a substring
+    CHECK_FALSE(identity.may_access("eu.ops"));
+    CHECK_FALSE(identity.may_access("us.ops:db"));
+  }
+  SECTION("'*' alone is every conversation") {
+    Identity identity = identity_with({"*"});
+    CHECK(identity.may_access("ops"));
+    CHECK(identity.may_access("x"));
+  }
+  SECTION("'*' only counts at the end") {
+    Identity identity = identity_with({"a*b"});
+    CHECK(identity.may_access("a*b"));   // the literal name
+    CHECK_FALSE(identity.may_access("axb"));
+    CHECK_FALSE(identity.may_access("ab"));
+  }
+  SECTION("no convs means none, unless all_convs") {
+    Identity identity = identity_with({});
+    CHECK_FALSE(identity.may_access("ops"));
+    identity.all_convs = true;
+    CHECK(identity.may_access("ops"));
+  }
+  SECTION("names and prefixes together") {
+    Identity identity = identity_with({"ops", "team-*"});
+    CHECK(identity.may_access("ops"));
+    CHECK(identity.may_access("team-x"));
+    CHECK_FALSE(identity.may_access("ops-x"));
+  }
+}

@@ -1,0 +1,305 @@
+// Embind bindings: WasmSession wraps the unchanged core ClientSession for waymark.js.
+// Glue only: values cross as numbers, strings and JSON text; every protocol rule stays in the core.
+#include <emscripten/bind.h>
+
+#include <boost/json.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "waymark/client_session.h"
+#include "waymark/identifiers.h"
+
+namespace json = boost::json;
+
+#ifdef BOOST_NO_EXCEPTIONS
+// Built without exceptions (for size): Boost asks the program to say what a throw becomes.
+// The core never lets Boost throw on purpose (it checks kinds before get_*, parses with
+// error codes), so reaching these is a bug or out-of-memory: stop the module loudly.
+namespace boost {
+void throw_exception(const std::exception&) { std::abort(); }
+void throw_exception(const std::exception&, const source_location&) { std::abort(); }
+}  // namespace boost
+#endif
+
+namespace waymark {
+namespace {
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// JS numbers are doubles; times, seqs and limits are integers well inside 2^53.
+TimeMs to_time(double ms) { return static_cast<TimeMs>(std::llround(ms)); }
+std::optional<Seq> to_optional_seq(double value) {
+  if (!(value >= 0)) return std::nullopt;  // -1 (or NaN) means "none"
+  return static_cast<Seq>(std::llround(value));
+}
+std::uint64_t join_u32(double high, double low) {
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(high)) << 32) |
+         static_cast<std::uint32_t>(low);
+}
+
+// The session's randomness: crypto.getRandomValues seeds SplitMix64 (waymark::SeededRandom).
+
+// Replays exactly the two given draws: how a tab that forwards a send to the leader tab makes
+// its message id with the core's rule (make_message_id) and its own crypto randomness.
+class FixedDraws final : public RandomSource {
+ public:
+  FixedDraws(std::uint64_t first, std::uint64_t second) : draws_{first, second} {}
+  std::uint64_t next_u64() override { return draws_[index_++ % 2]; }
+
+ private:
+  std::uint64_t draws_[2];
+  std::size_t index_ = 0;
+};
+
+json::object error_json(const Error& error) {
+  return json::object{{"code", to_string(error.code)}, {"msg", error.message}};
+}
+
+json::object msg_json(const Msg& msg) {
+  json::object o{{"conv", msg.conv}, {"id", msg.id}, {"from", msg.from}, {"ts", msg.ts}};
+  if (msg.seq) o["seq"] = *msg.seq;
+  if (msg.cts) o["cts"] = *msg.cts;
+  if (msg.trace) o["trace"] = *msg.trace;
+  o["body"] = msg.body;
+  return o;
+}
+
+json::value event_json(const ClientEvent& event) {
+  return std::visit(
+      Overloaded{
+          [](const RowEvent& e) -> json::value {
+            json::object o{{"type", "row"}, {"conv", e.conv}, {"id", e.id},
+                           {"state", to_string(e.state)}, {"own", e.own}};
+            if (e.seq) o["seq"] = *e.seq;
+            if (e.error) o["error"] = error_json(*e.error);
+            if (e.body) o["body"] = *e.body;
+            if (e.trace) o["trace"] = *e.trace;
+            if (e.at) o["at"] = *e.at;
+            return o;
+          },
+          [](const MessageEvent& e) -> json::value {
+            return json::object{{"type", "message"}, {"own", e.own}, {"msg", msg_json(e.msg)}};
+          },
+          [](const ConnectionEvent& e) -> json::value {
+            json::object o{{"type", "connection"}, {"state", to_string(e.state)}, {"reason", e.reason}};
+            if (e.next_retry_at) o["nextRetryAt"] = *e.next_retry_at;
+            return o;
+          },
+          [](const PresenceEvent& e) -> json::value {
+            return json::object{{"type", "presence"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+          },
+          [](const TypingEvent& e) -> json::value {
+            return json::object{{"type", "typing"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+          },
+          [](const ReceiptEvent& e) -> json::value {
+            return json::object{{"type", "receipt"}, {"conv", e.conv}, {"user", e.user},
+                                {"seq", e.seq},
+                                {"kind", e.kind == ReceiptKind::read ? "read" : "delivered"}};
+          },
+          [](const UnreadEvent& e) -> json::value {
+            return json::object{{"type", "unread"}, {"conv", e.conv}, {"count", e.count}};
+          },
+          [](const CursorEvent& e) -> json::value {
+            return json::object{{"type", "cursor"}, {"conv", e.conv}, {"seq", e.seq}};
+          },
+          [](const HistoryEvent& e) -> json::value {
+            json::array msgs;
+            for (const Msg& msg : e.msgs) msgs.push_back(msg_json(msg));
+            json::object o{{"type", "history"}, {"rid", e.rid}, {"conv", e.conv},
+                           {"msgs", std::move(msgs)}, {"more", e.more}};
+            if (e.error) o["error"] = error_json(*e.error);
+            return o;
+          },
+          [](const ErrorEvent& e) -> json::value {
+            json::object o{{"type", "error"}, {"error", error_json(e.error)}};
+            if (e.rid) o["rid"] = *e.rid;
+            return o;
+          },
+          [](const StateChangedEvent&) -> json::value { return json::object{{"type", "state"}}; },
+      },
+      event);
+}
+
+json::value io_json(const IoAction& action) {
+  return std::visit(
+      Overloaded{
+          [](const OpenSocket& a) -> json::value {
+            return json::object{{"type", "open"}, {"conn", a.connection}};
+          },
+          [](const WriteFrame& a) -> json::value {
+            return json::object{{"type", "write"}, {"conn", a.connection}, {"text", a.text}};
+          },
+          [](const CloseSocket& a) -> json::value {
+            return json::object{{"type", "close"}, {"conn", a.connection}, {"code", a.code}};
+          },
+      },
+      action);
+}
+
+std::optional<std::string> optional_device(const std::string& device) {
+  if (device.empty()) return std::nullopt;
+  return device;
+}
+
+// Parses a body handed over as JSON text (JSON.stringify in waymark.js, so always valid).
+std::optional<json::value> parse_body(const std::string& body_json) {
+  json::error_code ec;
+  json::value body = json::parse(body_json, ec);
+  if (ec) return std::nullopt;
+  return body;
+}
+
+}  // namespace
+
+// One ClientSession and its randomness. Connection ids cross as doubles (they count sockets).
+class WasmSession {
+ public:
+  WasmSession(std::string token, std::string device, double seed_high, double seed_low)
+      : random_(join_u32(seed_high, seed_low)),
+        session_(ClientConfig{}, std::move(token), optional_device(device), random_) {}
+
+  void start(double now) { session_.start(to_time(now)); }
+  void close(double now) { session_.close(to_time(now)); }
+  void connect_now(double now) { session_.connect_now(to_time(now)); }
+  void set_token(std::string token) { session_.set_token(std::move(token)); }
+
+  void on_open(double conn, double now) { session_.on_open(connection(conn), to_time(now)); }
+  void on_frame(double conn, std::string text, double now) {
+    session_.on_frame(connection(conn), text, to_time(now));
+  }
+  void on_close(double conn, double now) { session_.on_close(connection(conn), to_time(now)); }
+  void on_timer(double now) { session_.on_timer(to_time(now)); }
+
+  // Returns the new message id, or "" when body_json is not JSON.
+  std::string send(std::string conv, std::string body_json, double now) {
+    auto body = parse_body(body_json);
+    if (!body) return {};
+    return session_.send(conv, std::move(*body), to_time(now));
+  }
+  // A send forwarded by another tab, with the id that tab made (message_id_for). Returns the
+  // id ("" on a bad body).
+  std::string send_with_id(std::string conv, std::string body_json, double now, std::string id) {
+    auto body = parse_body(body_json);
+    if (!body) return {};
+    return session_.send(conv, std::move(*body), to_time(now), std::move(id));
+  }
+
+  void subscribe(std::string conv, double after, double now) {
+    session_.subscribe(conv, to_optional_seq(after), to_time(now));
+  }
+  void unsubscribe(std::string conv, double now) { session_.unsubscribe(conv, to_time(now)); }
+  void mark_read(std::string conv, double seq, double now) {
+    if (auto s = to_optional_seq(seq)) session_.mark_read(conv, *s, to_time(now));
+  }
+  void set_typing(std::string conv, bool on, double now) {
+    session_.set_typing(conv, on, to_time(now));
+  }
+  std::string request_history(std::string conv, double before, double after, double limit,
+                              double now) {
+    auto max = to_optional_seq(limit);
+    return session_.request_history(conv, to_optional_seq(before), to_optional_seq(after),
+                                    max ? static_cast<std::uint32_t>(*max) : 0, to_time(now));
+  }
+  bool retry(std::string conv, std::string id, double now) {
+    return session_.retry(conv, id, to_time(now));
+  }
+
+  std::string take_io() {
+    json::array out;
+    for (const IoAction& action : session_.take_io()) out.push_back(io_json(action));
+    return json::serialize(out);
+  }
+  std::string take_events() {
+    json::array out;
+    for (const ClientEvent& event : session_.take_events()) out.push_back(event_json(event));
+    return json::serialize(out);
+  }
+  double next_deadline() const {
+    auto deadline = session_.next_deadline();
+    return deadline ? static_cast<double>(*deadline) : -1;
+  }
+
+  std::string export_state() const { return session_.export_state(); }
+  // "" when imported, else the error's message.
+  std::string import_state(std::string state, double now) {
+    auto result = session_.import_state(state, to_time(now));
+    return result.ok() ? std::string() : result.error().message;
+  }
+
+  std::string connection_state() const { return std::string(to_string(session_.connection_state())); }
+  double cursor(std::string conv) const {
+    auto seq = session_.cursor(conv);
+    return seq ? static_cast<double>(*seq) : -1;
+  }
+  double unread(std::string conv) const { return static_cast<double>(session_.unread(conv)); }
+  std::string present(std::string conv) const {
+    json::array users;
+    for (const auto& user : session_.present(conv)) users.emplace_back(user);
+    return json::serialize(users);
+  }
+  std::string user() const { return session_.user(); }
+  double outbox_size() const { return static_cast<double>(session_.outbox_size()); }
+
+ private:
+  static ConnectionId connection(double conn) { return static_cast<ConnectionId>(conn); }
+
+  SeededRandom random_;
+  ClientSession session_;
+};
+
+// A message id from the core's rule, with randomness the calling tab drew itself.
+std::string message_id_for(double now, double a_high, double a_low, double b_high, double b_low) {
+  FixedDraws draws(join_u32(a_high, a_low), join_u32(b_high, b_low));
+  return make_message_id(to_time(now), draws);
+}
+
+bool valid_conv(std::string conv) { return is_valid_conv(conv); }
+
+}  // namespace waymark
+
+EMSCRIPTEN_BINDINGS(waymark) {
+  using namespace emscripten;
+  using waymark::WasmSession;
+  class_<WasmSession>("WasmSession")
+      .constructor<std::string, std::string, double, double>()
+      .function("start", &WasmSession::start)
+      .function("close", &WasmSession::close)
+      .function("connectNow", &WasmSession::connect_now)
+      .function("setToken", &WasmSession::set_token)
+      .function("onOpen", &WasmSession::on_open)
+      .function("onFrame", &WasmSession::on_frame)
+      .function("onClose", &WasmSession::on_close)
+      .function("onTimer", &WasmSession::on_timer)
+      .function("send", &WasmSession::send)
+      .function("sendWithId", &WasmSession::send_with_id)
+      .function("subscribe", &WasmSession::subscribe)
+      .function("unsubscribe", &WasmSession::unsubscribe)
+      .function("markRead", &WasmSession::mark_read)
+      .function("setTyping", &WasmSession::set_typing)
+      .function("requestHistory", &WasmSession::request_history)
+      .function("retry", &WasmSession::retry)
+      .function("takeIo", &WasmSession::take_io)
+      .function("takeEvents", &WasmSession::take_events)
+      .function("nextDeadline", &WasmSession::next_deadline)
+      .function("exportState", &WasmSession::export_state)
+      .function("importState", &WasmSession::import_state)
+      .function("connectionState", &WasmSession::connection_state)
+      .function("cursor", &WasmSession::cursor)
+      .function("unread", &WasmSession::unread)
+      .function("present", &WasmSession::present)
+      .function("user", &WasmSession::user)
+      .function("outboxSize", &WasmSession::outbox_size);
+  function("messageIdFor", &waymark::message_id_for);
+  function("isValidConv", &waymark::valid_conv);
+}

@@ -1,0 +1,134 @@
+// Types of waymark.js, the Waymark browser SDK (hand-written; see docs/sdk.md for examples).
+// Every value crosses as plain JSON-compatible data; times are milliseconds since the epoch.
+
+/** Any JSON value: what a message body may be. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface ConnectOptions {
+  /** WebSocket URL of the edge; default ws(s)://<location.host>/ws. */
+  url?: string;
+  /** The token for hello (`dev:<user>` against an edge started with --dev). */
+  token?: string;
+  /** Sent in hello as `device`; informational, at most 128 chars. */
+  device?: string;
+  /** Asked for a new token when the edge answers `unauthorized` (and at start if `token` is missing). */
+  getToken?: () => string | Promise<string>;
+}
+
+/**
+ * queued: in the outbox, not yet acknowledged (kept across reloads, resent after reconnects).
+ * stored: acknowledged by a relaying edge without a seq yet.
+ * sequenced: durably stored with its seq (the ack, or its msg, arrived).
+ * delivered: another user's delivered receipt covers it; others' messages arrive as delivered.
+ * read: another user's read receipt covers it; others' messages when this user's read cursor passes them.
+ * failed: refused for good (nack retry:false, too large, bad conv); `retry()` puts it back.
+ */
+export type RowState = 'queued' | 'stored' | 'sequenced' | 'delivered' | 'read' | 'failed';
+
+export interface WaymarkError {
+  code: 'bad_frame' | 'unknown_type' | 'invalid' | 'too_large' | 'unauthorized' | 'forbidden' | 'rate_limited' | 'unavailable';
+  msg: string;
+}
+
+export interface Row {
+  conv: string;
+  /** The message id (the idempotency key); for own messages, what send() returned. */
+  id: string;
+  /** The message's position in its conversation; absent while queued/stored. */
+  seq?: number;
+  /** The sender's user name. */
+  from: string;
+  body: Json;
+  state: RowState;
+  /** When this tab saw the row enter each state (local clock). */
+  times: { queued?: number; stored?: number; sequenced?: number; delivered?: number; read?: number; failed?: number };
+  /** The W3C traceparent the message travels with. */
+  trace: string | null;
+  /** The edge's receive time, once the message itself arrived. */
+  ts?: number;
+  /** Sent by this user (from any of its tabs or devices). */
+  own: boolean;
+  /** Why it failed, or the last retryable refusal while still queued. */
+  error?: WaymarkError;
+}
+
+export interface Msg {
+  conv: string;
+  seq?: number;
+  id: string;
+  from: string;
+  ts: number;
+  cts?: number;
+  trace?: string;
+  body: Json;
+}
+
+export type ConnectionState = 'connecting' | 'online' | 'offline';
+
+export interface ConnectionEvent {
+  state: ConnectionState;
+  /** Offline and retrying: when the next attempt starts. */
+  nextRetryAt?: number;
+  /** Why offline: "closed", "dead", "bye:shutdown", "unauthorized: ...", "closed by app", ... */
+  reason: string;
+}
+
+export interface ClientEvents {
+  /** A row was added or changed (a copy of it). */
+  row: Row;
+  /** A message reached the app: per conversation in seq order, each seq once. */
+  message: Msg & { own: boolean };
+  connection: ConnectionEvent;
+  presence: { conv: string; user: string; on: boolean };
+  typing: { conv: string; user: string; on: boolean };
+  receipt: { conv: string; user: string; seq: number; kind: 'delivered' | 'read' };
+  unread: { conv: string; count: number };
+  /** The conversation's contiguous cursor advanced (what resuming starts after). */
+  cursor: { conv: string; seq: number };
+  /** An err from the edge that no request owns. */
+  error: { code: WaymarkError['code']; msg: string; rid?: string };
+}
+
+export interface HistoryPage {
+  /** Ascending by seq. */
+  msgs: Msg[];
+  /** More exist beyond the page (below `before`, or above `after`). */
+  more: boolean;
+}
+
+export interface WaymarkClient {
+  /** The edge's WebSocket URL in use. */
+  readonly url: string;
+  /** The user the edge welcomed (remembered across reloads; "" before the first welcome). */
+  readonly user: string;
+  /** Whether this tab owns the session and socket ('leader') or forwards to the tab that does. */
+  readonly role: 'leader' | 'follower' | 'closed';
+
+  /** Delivers conv from the stored cursor (resume), else after `after`, else live from the head. */
+  subscribe(conv: string, options?: { after?: number }): void;
+  unsubscribe(conv: string): void;
+  /** Queues a message and returns its id at once; the row starts `queued`. */
+  send(conv: string, body: Json): string;
+  /** Marks everything up to seq as read (sent now, or on the next connection). */
+  markRead(conv: string, seq: number): void;
+  setTyping(conv: string, on: boolean): void;
+  /** A page of stored messages below `before` (or above `after`; neither: the newest). Rejects offline. */
+  history(conv: string, options?: { before?: number; after?: number; limit?: number }): Promise<HistoryPage>;
+  /** Listens; returns the function that stops listening. */
+  on<K extends keyof ClientEvents>(type: K, callback: (event: ClientEvents[K]) => void): () => void;
+  /** The conversation's rows, one per id: by seq, then those without one in send order. */
+  rows(conv: string): Row[];
+  /** Puts a failed row back in the outbox. */
+  retry(conv: string, id: string): void;
+  /** Skips the reconnect wait. */
+  connectNow(): void;
+  /** Closes the socket and stops; another tab of the same user takes over. */
+  close(): Promise<void>;
+  connectionState(): ConnectionState;
+  /** Users with a connection subscribed to conv (as of the last subd/presence). */
+  present(conv: string): string[];
+  /** Others' messages above this user's read cursor. */
+  unread(conv: string): number;
+}
+
+export function connect(options?: ConnectOptions): Promise<WaymarkClient>;

@@ -1,0 +1,516 @@
+// The Waymark team web app: sign-in, conversations with unread badges, messages with delivery
+// states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js.
+
+import { ConnectionBanner } from './connection-banner.js';
+import { ICONS } from './icons.js';
+import { LifecyclePanel } from './lifecycle-panel.js';
+import { MessageList } from './message-list.js';
+import { convNameProblem, typingSentence, userNameProblem } from './names.js';
+import { Timeline } from './timeline.js';
+import { TypingBoard, TypingSender } from './typing.js';
+
+const DEFAULT_CONVS = ['incidents', 'ops', 'handoff'];
+const HISTORY_PAGE = 50;
+const HISTORY_TIMEOUT_MS = 15_000;
+const NEAR_EDGE_PX = 120;  // this close to the top loads older history; to the bottom, sticks
+const USER_KEY = 'waymark.user';
+const convsKey = (user) => `waymark.convs.${user}`;
+const lastKey = (user) => `waymark.last.${user}`;
+
+const $ = (id) => document.getElementById(id);
+
+// Loaded on demand so the sign-in screen works, and says so, when the SDK cannot be fetched.
+let sdkModule = null;
+async function loadSdk() {
+  sdkModule ??= import('/sdk/waymark.js');
+  try {
+    return await sdkModule;
+  } catch (error) {
+    sdkModule = null;
+    throw error;
+  }
+}
+
+function deviceId() {
+  let id = sessionStorage.getItem('waymark.device');
+  if (!id) {
+    const bytes = crypto.getRandomValues(new Uint8Array(4));
+    id = `tab-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
+    sessionStorage.setItem('waymark.device', id);
+  }
+  return id;
+}
+
+function savedConvs(user) {
+  try {
+    const list = JSON.parse(localStorage.getItem(convsKey(user)) ?? '[]');
+    const valid = Array.isArray(list) ? list.filter((c) => typeof c === 'string' && !convNameProblem(c)) : [];
+    return [...new Set([...DEFAULT_CONVS, ...valid])];
+  } catch {
+    return [...DEFAULT_CONVS];
+  }
+}
+
+// Everything that belongs to one signed-in user; dispose() undoes it on sign-out.
+class Session {
+  constructor(client, me) {
+    this.client = client;
+    this.me = me;
+    this.convs = savedConvs(me);
+    this.active = null;
+    this.timelines = new Map();  // conv -> Timeline
+    this.lists = new Map();      // conv -> MessageList
+    this.unread = new Map();     // conv -> count
+    this.markedRead = new Map(); // conv -> highest seq this tab marked read
+    this.drafts = new Map();     // conv -> unsent composer text
+    this.stickToBottom = true;
+    this.renderQueued = false;
+    this.detailsOpener = null;   // the button that opened the lifecycle panel, to refocus
+    this.abort = new AbortController();
+    this.unsubscribers = [];
+
+    this.typingSender = new TypingSender((conv, on) => this.client.setTyping(conv, on));
+    this.typingBoard = new TypingBoard((conv) => { if (conv === this.active) this.renderTyping(); });
+    this.banner = new ConnectionBanner({
+      banner: $('banner'), title: $('banner-title'), countdown: $('banner-countdown'),
+      detail: $('banner-detail'), retry: $('banner-retry'), chip: $('conn-chip'), chipText: $('conn-chip-text'),
+    }, { onRetryNow: () => this.client.connectNow() });
+    this.panel = new LifecyclePanel($('lifecycle'), { onClose: () => this.closeDetails() });
+  }
+
+  start() {
+    const c = this.client;
+    const on = (name, fn) => { const off = c.on(name, fn); if (typeof off === 'function') this.unsubscribers.push(off); };
+    on('row', (row) => this.onChange(row.conv, (tl) => tl.applyRow(row)));
+    on('message', (msg) => this.onChange(msg.conv, (tl) => tl.applyMsg(msg)));
+    on('receipt', (r) => this.onChange(r.conv, (tl) => tl.applyReceipt(r)));
+    on('unread', ({ conv, count }) => { this.unread.set(conv, count); this.renderBadges(); });
+    on('typing', ({ conv, user, on: typing }) => { if (user !== this.me) this.typingBoard.set(conv, user, typing); });
+    on('presence', ({ conv }) => { if (conv === this.active) this.renderMembers(); });
+    on('connection', (event) => {
+      this.banner.setConnection(event);
+      if (event.state !== 'online') return;
+      this.renderMembers();
+      this.refreshUnread();
+      // A history request that failed while the connection was down is worth one more try.
+      const tl = this.active && this.timeline(this.active);
+      if (tl && (tl.historyState === 'error' || !tl.loadedOnce)) this.loadOlder(this.active);
+    });
+    const state = c.connectionState();
+    this.banner.setConnection(typeof state === 'string' ? { state } : { ...state });
+
+    const signal = this.abort.signal;
+    window.addEventListener('online', () => { this.banner.setBrowserOnline(true); this.client.connectNow(); }, { signal });
+    window.addEventListener('offline', () => this.banner.setBrowserOnline(false), { signal });
+    document.addEventListener('visibilitychange', () => { this.renderBadges(); this.maybeMarkRead(); }, { signal });
+    window.addEventListener('focus', () => this.maybeMarkRead(), { signal });
+    this.wireDom(signal);
+
+    for (const conv of this.convs) this.subscribe(conv);
+    this.renderConvList();
+    const last = localStorage.getItem(lastKey(this.me));
+    this.open(this.convs.includes(last) ? last : this.convs[0], { focus: false });
+  }
+
+  wireDom(signal) {
+    const scroller = $('scroller');
+    scroller.addEventListener('scroll', () => {
+      this.stickToBottom = distanceFromBottom(scroller) < NEAR_EDGE_PX;
+      if (scroller.scrollTop < NEAR_EDGE_PX) this.loadOlder(this.active);
+      this.maybeMarkRead();
+    }, { signal, passive: true });
+    $('load-older').addEventListener('click', () => this.loadOlder(this.active), { signal });
+
+    const input = $('composer-input');
+    input.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.sendDraft();
+      }
+    }, { signal });
+    input.addEventListener('input', () => {
+      autosize(input);
+      this.typingSender.input(this.active, input.value.length > 0);
+    }, { signal });
+    input.addEventListener('blur', () => this.typingSender.stop(), { signal });
+    $('composer').addEventListener('submit', (event) => { event.preventDefault(); this.sendDraft(); }, { signal });
+
+    $('conv-list').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-conv]');
+      if (button) this.open(button.dataset.conv, { focus: true });
+    }, { signal });
+
+    $('join-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const field = $('join-name');
+      const name = field.value.trim();
+      const problem = convNameProblem(name);
+      $('join-error').textContent = problem ?? '';
+      field.setAttribute('aria-invalid', problem ? 'true' : 'false');
+      if (problem) { field.focus(); return; }
+      field.value = '';
+      if (!this.convs.includes(name)) {
+        this.convs.push(name);
+        localStorage.setItem(convsKey(this.me), JSON.stringify(this.convs.filter((c) => !DEFAULT_CONVS.includes(c))));
+        this.subscribe(name);
+        this.renderConvList();
+      }
+      this.open(name, { focus: true });
+    }, { signal });
+    $('join-name').addEventListener('input', () => {
+      if (!$('join-error').textContent) return;
+      $('join-error').textContent = '';
+      $('join-name').setAttribute('aria-invalid', 'false');
+    }, { signal });
+
+    $('nav-toggle').addEventListener('click', () => setDrawer(!document.body.classList.contains('drawer-open')), { signal });
+    $('scrim').addEventListener('click', () => setDrawer(false), { signal });
+    document.addEventListener('keydown', (event) => {
+      if (event.key !== 'Escape') return;
+      if (document.body.classList.contains('drawer-open')) { setDrawer(false); $('nav-toggle').focus(); }
+      else if (!$('lifecycle').hidden) this.closeDetails();
+    }, { signal });
+  }
+
+  subscribe(conv) {
+    this.client.subscribe(conv);
+    const tl = this.timeline(conv);
+    for (const row of this.client.rows(conv) ?? []) tl.applyRow(row);
+    this.unread.set(conv, this.client.unread(conv) ?? 0);
+  }
+
+  timeline(conv) {
+    let tl = this.timelines.get(conv);
+    if (!tl) {
+      tl = new Timeline(conv, this.me);
+      this.timelines.set(conv, tl);
+      this.lists.set(conv, new MessageList(tl, {
+        onDetails: (id, button) => this.openDetails(conv, id, button),
+        onRetry: (id) => this.client.retry(conv, id),
+      }));
+    }
+    return tl;
+  }
+
+  // Every SDK event about a conversation's messages lands here.
+  onChange(conv, apply) {
+    const tl = this.timeline(conv);
+    apply(tl);
+    if (conv !== this.active) return;
+    this.scheduleRender();
+  }
+
+  open(conv, { focus }) {
+    if (this.active !== conv) {
+      this.typingSender.stop();
+      if (this.active) this.drafts.set(this.active, $('composer-input').value);
+      if (this.panel.openId) this.closeDetails({ refocus: false });
+      this.active = conv;
+      localStorage.setItem(lastKey(this.me), conv);
+      const tl = this.timeline(conv);
+      $('list-host').replaceChildren(this.lists.get(conv).list);
+      $('chat-title').textContent = `#${conv}`;
+      document.title = `#${conv} · Waymark`;
+      const input = $('composer-input');
+      input.value = this.drafts.get(conv) ?? '';
+      input.placeholder = `Message #${conv}`;
+      $('composer-label').textContent = `Message #${conv}`;
+      autosize(input);
+      this.stickToBottom = true;
+      this.renderConvList();
+      this.renderMembers();
+      this.renderTyping();
+      this.renderNow();
+      if (!tl.loadedOnce) this.loadOlder(conv);
+    }
+    setDrawer(false);
+    if (focus) $('composer-input').focus();
+  }
+
+  sendDraft() {
+    const input = $('composer-input');
+    const text = input.value;
+    if (!text.trim() || !this.active) return;
+    this.typingSender.stop();
+    this.client.send(this.active, { text });
+    input.value = '';
+    this.drafts.delete(this.active);
+    autosize(input);
+    this.stickToBottom = true;
+    this.scheduleRender();
+  }
+
+  async loadOlder(conv) {
+    const tl = this.timeline(conv);
+    if (tl.historyState === 'loading' || (tl.loadedOnce && !tl.more)) return;
+    // Offline, a request could only fail or hang; the 'online' handler asks again.
+    if (this.connectionState() !== 'online') return;
+    tl.historyState = 'loading';
+    this.renderHistoryTop();
+    const before = tl.lowestSeq();
+    let page;
+    try {
+      const request = this.client.history(conv, before != null ? { before, limit: HISTORY_PAGE } : { limit: HISTORY_PAGE });
+      page = await withTimeout(request, HISTORY_TIMEOUT_MS, 'no answer from the server');
+    } catch (error) {
+      tl.historyState = 'error';
+      tl.historyError = error?.message ?? String(error);
+      if (conv === this.active) this.renderHistoryTop();
+      return;
+    }
+    tl.historyState = 'idle';
+    tl.loadedOnce = true;
+    for (const msg of page.msgs ?? []) tl.applyMsg(msg);
+    const lowest = tl.lowestSeq();
+    tl.more = Boolean(page.more) && lowest !== 1;
+    if (conv !== this.active) return;
+    // Keep the lines the user was looking at in place while older ones appear above them, and
+    // keep screen readers from announcing a page of old lines as if they had just arrived.
+    const scroller = $('scroller');
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    $('list-host').setAttribute('aria-busy', 'true');
+    this.renderNow({ keepBottomOffset: this.stickToBottom ? null : fromBottom });
+    $('list-host').setAttribute('aria-busy', 'false');
+    // A short page that leaves nothing to scroll would never trigger the next load.
+    if (tl.more && scroller.scrollHeight <= scroller.clientHeight + NEAR_EDGE_PX) this.loadOlder(conv);
+  }
+
+  connectionState() {
+    const state = this.client.connectionState();
+    return typeof state === 'string' ? state : state?.state;
+  }
+
+  scheduleRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => { this.renderQueued = false; this.renderNow(); });
+  }
+
+  renderNow({ keepBottomOffset = null } = {}) {
+    const conv = this.active;
+    if (!conv) return;
+    const tl = this.timeline(conv);
+    const list = this.lists.get(conv);
+    list.render();
+    $('empty').hidden = tl.byId.size > 0 || tl.historyState === 'loading' || !tl.loadedOnce;
+    this.renderHistoryTop();
+    const scroller = $('scroller');
+    if (keepBottomOffset != null) scroller.scrollTop = scroller.scrollHeight - keepBottomOffset;
+    else if (this.stickToBottom) scroller.scrollTop = scroller.scrollHeight;
+    this.panel.refresh();
+    this.renderMembers();
+    this.maybeMarkRead();
+  }
+
+  renderHistoryTop() {
+    const tl = this.timeline(this.active);
+    const button = $('load-older');
+    const status = $('history-status');
+    const canLoad = tl.loadedOnce && tl.more && tl.byId.size > 0;
+    button.hidden = !(canLoad || tl.historyState === 'error') || tl.historyState === 'loading';
+    button.textContent = tl.historyState === 'error' ? 'Try loading older messages again' : 'Load older messages';
+    if (tl.historyState === 'loading') status.textContent = 'Loading older messages…';
+    else if (tl.historyState === 'error') status.textContent = `Could not load older messages: ${tl.historyError}`;
+    else status.textContent = tl.loadedOnce && !tl.more && tl.byId.size > 0 ? `This is the beginning of #${this.active}.` : '';
+  }
+
+  // Read means seen: the conversation is open, the tab visible and the newest lines on screen.
+  maybeMarkRead() {
+    const conv = this.active;
+    if (!conv || document.visibilityState !== 'visible') return;
+    if (distanceFromBottom($('scroller')) > NEAR_EDGE_PX) return;
+    const high = this.timeline(conv).highestSeq();
+    if (high <= (this.markedRead.get(conv) ?? 0)) return;
+    this.markedRead.set(conv, high);
+    this.client.markRead(conv, high);
+  }
+
+  refreshUnread() {
+    for (const conv of this.convs) this.unread.set(conv, this.client.unread(conv) ?? 0);
+    this.renderBadges();
+  }
+
+  renderConvList() {
+    const items = this.convs.map((conv) => {
+      const li = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'conv';
+      button.dataset.conv = conv;
+      if (conv === this.active) button.setAttribute('aria-current', 'page');
+      button.innerHTML = '<span class="conv-hash" aria-hidden="true">#</span><span class="conv-name"></span>' +
+        '<span class="badge" hidden><span class="badge-count"></span><span class="visually-hidden"> unread</span></span>';
+      button.querySelector('.conv-name').textContent = conv;
+      li.append(button);
+      return li;
+    });
+    $('conv-list').replaceChildren(...items);
+    this.renderBadges();
+  }
+
+  renderBadges() {
+    let total = 0;
+    const looking = document.visibilityState === 'visible';
+    for (const button of $('conv-list').querySelectorAll('button[data-conv]')) {
+      // The open conversation is being read: its count is about to drop to zero anyway.
+      const conv = button.dataset.conv;
+      const count = conv === this.active && looking ? 0 : this.unread.get(conv) ?? 0;
+      total += count;
+      const badge = button.querySelector('.badge');
+      badge.hidden = count === 0;
+      badge.querySelector('.badge-count').textContent = count > 99 ? '99+' : String(count);
+      button.classList.toggle('has-unread', count > 0);
+    }
+    const title = this.active ? `#${this.active} · Waymark` : 'Waymark';
+    document.title = total > 0 ? `(${total}) ${title}` : title;
+    $('nav-toggle').classList.toggle('has-unread', total > 0);
+  }
+
+  // Members: whoever is here now, then everyone who has written, each with a presence dot.
+  renderMembers() {
+    const conv = this.active;
+    if (!conv) return;
+    const present = new Set(this.client.present(conv) ?? []);
+    present.add(this.me);
+    const known = new Set(present);
+    for (const it of this.timeline(conv).byId.values()) if (it.from) known.add(it.from);
+    const users = [...known].sort((a, b) => (present.has(b) - present.has(a)) || a.localeCompare(b));
+    const key = `${conv}|${users.map((u) => `${u}:${present.has(u)}`).join(',')}`;
+    if (key === this.membersKey) return;
+    this.membersKey = key;
+    $('members').replaceChildren(...users.map((user) => {
+      const li = document.createElement('li');
+      li.className = 'member';
+      li.dataset.user = user;
+      li.dataset.present = String(present.has(user));
+      li.innerHTML = '<span class="presence-dot" aria-hidden="true"></span><span class="member-name"></span><span class="visually-hidden"></span>';
+      li.querySelector('.member-name').textContent = user === this.me ? `${user} (you)` : user;
+      li.querySelector('.visually-hidden').textContent = present.has(user) ? ', here now' : ', away';
+      return li;
+    }));
+  }
+
+  renderTyping() {
+    $('typing').textContent = typingSentence(this.typingBoard.users(this.active));
+  }
+
+  openDetails(conv, id, opener) {
+    this.detailsOpener = opener;
+    this.lists.get(conv).select(id);
+    document.body.classList.add('panel-open');
+    this.panel.show(this.timeline(conv), id);
+  }
+
+  closeDetails({ refocus = true } = {}) {
+    if (this.active) this.lists.get(this.active)?.select(null);
+    this.panel.hide();
+    document.body.classList.remove('panel-open');
+    if (refocus && this.detailsOpener?.isConnected) this.detailsOpener.focus();
+    this.detailsOpener = null;
+  }
+
+  dispose() {
+    this.typingSender.stop();
+    this.typingBoard.clear();
+    this.banner.dispose();
+    this.abort.abort();
+    for (const off of this.unsubscribers) off();
+    this.panel.hide();
+    document.body.classList.remove('panel-open', 'drawer-open');
+    this.client.close();
+  }
+}
+
+function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function distanceFromBottom(scroller) {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
+}
+
+function autosize(textarea) {
+  textarea.style.height = 'auto';
+  textarea.style.height = `${textarea.scrollHeight + 2}px`;
+}
+
+// The phone-width drawer; on wider screens the sidebar is always there and this is a no-op.
+function setDrawer(open) {
+  const wasOpen = document.body.classList.contains('drawer-open');
+  document.body.classList.toggle('drawer-open', open);
+  $('nav-toggle').setAttribute('aria-expanded', String(open));
+  $('scrim').hidden = !open;
+  if (open && !wasOpen) ($('conv-list').querySelector('[aria-current]') ?? $('join-name')).focus();
+}
+
+// ---- sign-in and sign-out -----------------------------------------------------------------
+
+let session = null;
+
+function showSignIn(name = '', error = '') {
+  $('app').hidden = true;
+  $('signin').hidden = false;
+  document.title = 'Sign in · Waymark';
+  const field = $('signin-name');
+  field.value = name;
+  $('signin-error').textContent = error;
+  field.setAttribute('aria-invalid', error ? 'true' : 'false');
+  field.focus();
+}
+
+async function signIn(name) {
+  localStorage.setItem(USER_KEY, name);
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('me-name').textContent = name;
+  $('conv-list').replaceChildren();
+  $('members').replaceChildren();
+  $('list-host').replaceChildren();
+  $('chat-title').textContent = '';
+  const banner = $('banner');
+  banner.hidden = false;
+  banner.dataset.state = 'connecting';
+  $('banner-title').textContent = 'Connecting…';
+  let client;
+  try {
+    const { connect } = await loadSdk();
+    client = await connect({ token: `dev:${name}`, device: deviceId() });
+  } catch (error) {
+    localStorage.removeItem(USER_KEY);
+    showSignIn(name, `Could not start: ${error?.message ?? error}`);
+    return;
+  }
+  if (localStorage.getItem(USER_KEY) !== name) { client.close(); return; }  // signed out meanwhile
+  session = new Session(client, client.user || name);
+  session.start();
+}
+
+function signOut() {
+  session?.dispose();
+  session = null;
+  localStorage.removeItem(USER_KEY);
+  showSignIn();
+}
+
+function main() {
+  $('nav-toggle').querySelector('.nav-icon').innerHTML = ICONS.menu;
+  document.querySelector('.send-icon').innerHTML = ICONS.send;
+  document.querySelector('.close-icon').innerHTML = ICONS.close;
+
+  $('signin-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = $('signin-name').value.trim();
+    const problem = userNameProblem(name);
+    if (problem) { showSignIn(name, problem); return; }
+    signIn(name);
+  });
+  $('signout').addEventListener('click', signOut);
+
+  const remembered = localStorage.getItem(USER_KEY);
+  if (remembered && !userNameProblem(remembered)) signIn(remembered);
+  else showSignIn();
+}
+
+main();

@@ -1,0 +1,124 @@
+// MessageList: one conversation's <ol> of messages, updated in place from a Timeline (keyed by
+// message id, so a state change touches one line and scrolling and focus stay put).
+
+import { ICONS, STATE_LABELS } from './icons.js';
+import { bodyText, formatClock } from './names.js';
+
+const GROUP_MS = 5 * 60 * 1000;  // consecutive lines from one sender within this share a header
+
+export class MessageList {
+  constructor(timeline, { onDetails, onRetry }) {
+    this.timeline = timeline;
+    this.onDetails = onDetails;
+    this.onRetry = onRetry;
+    this.elements = new Map();  // id -> <li>
+    this.renderedVersion = -1;
+    this.selectedId = null;
+    this.list = document.createElement('ol');
+    this.list.className = 'msg-list';
+    this.list.setAttribute('aria-label', `Messages in ${timeline.conv}`);
+    // One listener for every line's buttons.
+    this.list.addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-action]');
+      const line = button?.closest('li.msg');
+      if (!line) return;
+      if (button.dataset.action === 'details') this.onDetails(line.dataset.id, button);
+      else if (button.dataset.action === 'retry') this.onRetry(line.dataset.id);
+    });
+  }
+
+  select(id) {
+    if (this.selectedId === id) return;
+    this.elements.get(this.selectedId)?.classList.remove('selected');
+    this.selectedId = id;
+    this.elements.get(id)?.classList.add('selected');
+  }
+
+  render() {
+    const timeline = this.timeline;
+    if (timeline.version === this.renderedVersion) return;
+    this.renderedVersion = timeline.version;
+    const now = Date.now();
+    let cursor = this.list.firstElementChild;
+    let previous = null;
+    for (const it of timeline.items()) {
+      const time = timeline.shownTime(it);
+      const continued = previous !== null && previous.from === it.from && time != null &&
+        previous.time != null && time - previous.time < GROUP_MS;
+      previous = { from: it.from, time };
+      let line = this.elements.get(it.id);
+      if (!line) {
+        line = this.createLine(it.id);
+        this.elements.set(it.id, line);
+      }
+      const key = `${it.rev}|${continued}`;
+      if (line.dataset.key !== key) {
+        line.dataset.key = key;
+        this.updateLine(line, it, timeline.state(it), time, continued, now);
+      }
+      if (line === cursor) cursor = cursor.nextElementSibling;
+      else this.list.insertBefore(line, cursor);
+    }
+  }
+
+  createLine(id) {
+    const line = document.createElement('li');
+    line.className = 'msg';
+    line.dataset.id = id;
+    line.innerHTML = `
+      <div class="msg-head"><span class="msg-from"></span></div>
+      <p class="msg-text"></p>
+      <div class="msg-foot">
+        <span class="msg-error"></span>
+        <button type="button" class="msg-retry" data-action="retry" hidden>Retry</button>
+        <button type="button" class="msg-meta" data-action="details">
+          <time class="msg-time"></time><span class="msg-state"></span>
+        </button>
+      </div>`;
+    if (id === this.selectedId) line.classList.add('selected');
+    return line;
+  }
+
+  updateLine(line, it, state, time, continued, now) {
+    line.dataset.state = state;
+    line.dataset.seq = it.seq ?? '';
+    line.classList.toggle('own', it.own);
+    line.classList.toggle('continued', continued);
+    line.querySelector('.msg-from').textContent = it.from ?? '';
+    line.querySelector('.msg-text').textContent = bodyText(it.body);
+
+    const clock = time != null ? formatClock(time, now) : '';
+    const timeEl = line.querySelector('.msg-time');
+    timeEl.textContent = clock;
+    if (time != null) timeEl.dateTime = new Date(time).toISOString();
+
+    const stateEl = line.querySelector('.msg-state');
+    const meta = line.querySelector('.msg-meta');
+    if (it.own) {
+      // A retryable refusal keeps the row queued with an error: say it is retrying.
+      const label = state === 'queued' && it.error ? 'Queued: retrying' : STATE_LABELS[state];
+      stateEl.innerHTML = `${ICONS[state] ?? ''}<span class="visually-hidden">${label}</span>`;
+      stateEl.title = label;
+      meta.setAttribute('aria-label', `${clock} ${label}. Show delivery details`);
+    } else {
+      stateEl.textContent = '';
+      stateEl.removeAttribute('title');
+      meta.setAttribute('aria-label', `${clock} from ${it.from ?? 'unknown'}. Show message details`);
+    }
+
+    const failed = state === 'failed';
+    line.querySelector('.msg-retry').hidden = !failed;
+    const errorEl = line.querySelector('.msg-error');
+    errorEl.textContent = failed || (state === 'queued' && it.error) ? describeError(it.error) : '';
+  }
+}
+
+function describeError(error) {
+  if (!error) return 'Not sent.';
+  const code = error.code ?? error;
+  if (code === 'too_large') return 'Too large to send.';
+  if (code === 'forbidden') return 'Not allowed in this conversation.';
+  if (code === 'rate_limited') return 'Sending too fast, retrying.';
+  if (code === 'unavailable') return 'Server busy, retrying.';
+  return error.msg || `Not sent (${code}).`;
+}
