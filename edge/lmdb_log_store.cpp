@@ -315,7 +315,7 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     if (rc != MDB_SUCCESS) return fail("mdb_cursor_get(log, MDB_LAST)", rc);
     MDB_val new_key = as_val(key);
     return mdb_cmp(txn_, store_.dbis_.log, &new_key, &last_key) > 0 ? unsigned{MDB_APPEND}
-                                                                     : unsigned{MDB_APPEND};
+                                                                     : unsigned{MDB_NOOVERWRITE};
   }
 
   const LmdbLogStore& store_;
@@ -361,6 +361,10 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
   // the writer thread may both read. No MDB_NOSYNC / MDB_NOMETASYNC: a commit is an fsync.
   if (int rc = mdb_env_open(env, canonical.c_str(), MDB_NOTLS, kFileMode))
     return lmdb_error("mdb_env_open(" + canonical.string() + ")", rc);
+
+  // Reader slots left by a process that died mid-read would pin old pages forever.
+  int stale_readers = 0;
+  if (int rc = mdb_reader_check(env, &stale_readers)) return lmdb_error("mdb_reader_check", rc);
 
   // A reopened store may already hold more than `initial` (LMDB then maps exactly what is used):
   // leave room so the first write after a restart does not start with a MAP_FULL retry.
@@ -465,7 +469,13 @@ Status LmdbLogStore::grow_map() {
                                                   std::to_string(max_map_bytes_) + " bytes");
   const std::size_t next =
       map_bytes_ > max_map_bytes_ / 2 ? max_map_bytes_ : map_bytes_ * 2;
-  return set_map_size_locked(next);
+  const std::size_t before = map_bytes_;
+  if (Status set = set_map_size_locked(next); !set.ok()) return set;
+  // write() retries only after real growth, so a map that will not grow cannot spin it.
+  if (map_bytes_ <= before)
+    return make_error(ErrorCode::unavailable, "store full: the map did not grow past " +
+                                                  std::to_string(before) + " bytes");
+  return ok_status();
 }
 
 // ---- writing ---------------------------------------------------------------------------
