@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const EDGE = process.env.WAYMARK_EDGE ?? path.join(ROOT, 'build/release/edge/waymark-edge');
-const SDK_DIR = process.env.WAYMARK_SDK_DIR ?? path.join(ROOT, 'build/wasm/wasm/dist');
+const EDGE = path.resolve(ROOT, process.env.WAYMARK_EDGE ?? 'build/release/edge/waymark-edge');
+const SDK_DIR = path.resolve(ROOT, process.env.WAYMARK_SDK_DIR ?? 'build/wasm/wasm/dist');
 const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 const SHOTS = path.join(ROOT, 'test-output/screenshots');
 const WAIT_MS = 15_000;  // the bound on every single wait below

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const EDGE = process.env.WAYMARK_EDGE ?? join(ROOT, 'build/release/edge/waymark-edge');
-export const SDK_DIR = process.env.WAYMARK_SDK_DIR ?? join(ROOT, 'build/wasm/wasm/dist');
+export const EDGE = resolve(ROOT, process.env.WAYMARK_EDGE ?? 'build/release/edge/waymark-edge');
+export const SDK_DIR = resolve(ROOT, process.env.WAYMARK_SDK_DIR ?? 'build/wasm/wasm/dist');
 export const OUTPUT_DIR = join(ROOT, 'test-output');
 export const CHROMIUM = process.env.WAYMARK_CHROMIUM ?? '/usr/bin/chromium';
 
