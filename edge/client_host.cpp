@@ -42,12 +42,12 @@ ClientHost::ClientHost(std::string host, int port)
   info.user = this;
   lws_set_log_level(LLL_ERR, nullptr);
   context_ = lws_create_context(&info);
-  if (context_) lws_sul_schedule(context_, 0, &tick_, &ClientHost::on_tick, 10 * LWS_US_PER_MS);
+  if (context_) lws_sul_schedule(context_, 0, &tick_.sul, &ClientHost::on_tick, 10 * LWS_US_PER_MS);
 }
 
 void ClientHost::on_tick(lws_sorted_usec_list_t* sul) {
-  ClientHost* host = lws_container_of(sul, ClientHost, tick_);
-  lws_sul_schedule(host->context_, 0, &host->tick_, &ClientHost::on_tick, 10 * LWS_US_PER_MS);
+  ClientHost* host = lws_container_of(sul, Tick, sul)->host;
+  lws_sul_schedule(host->context_, 0, &host->tick_.sul, &ClientHost::on_tick, 10 * LWS_US_PER_MS);
 }
 
 ClientHost::~ClientHost() {

@@ -76,7 +76,11 @@ class ClientHost {
   std::list<Socket> sockets_;  // stable addresses: lws holds pointers to them
   std::vector<unsigned char> write_buffer_;
   EventHandler handler_;
-  lws_sorted_usec_list_t tick_{};  // wakes lws_service every 10 ms for session timers
+  // Wakes lws_service every 10 ms for session timers. lws_container_of needs standard layout.
+  struct Tick {
+    lws_sorted_usec_list_t sul;
+    ClientHost* host;
+  } tick_{{}, this};
 };
 
 }  // namespace waymark::edge

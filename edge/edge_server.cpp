@@ -137,7 +137,7 @@ Status EdgeServer::start() {
   bound_port_ = vhost ? lws_get_vhost_listen_port(vhost) : options_.port;
 
   writer_ = std::make_unique<GroupCommitWriter>(store_, [this] { lws_cancel_service(context_); });
-  lws_sul_schedule(context_, 0, &tick_sul_, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
+  lws_sul_schedule(context_, 0, &tick_.sul, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
   log_event(LogLevel::info, "listening",
             {{"host", options_.host}, {"port", bound_port_}, {"node", options_.node},
              {"data", options_.data_dir}, {"dev", options_.dev}});
@@ -379,10 +379,10 @@ void EdgeServer::on_completions() {
 }
 
 void EdgeServer::on_tick(lws_sorted_usec_list_t* sul) {
-  EdgeServer* server = lws_container_of(sul, EdgeServer, tick_sul_);
+  EdgeServer* server = lws_container_of(sul, Tick, sul)->server;
   server->tick();
   if (!server->finished_)
-    lws_sul_schedule(server->context_, 0, &server->tick_sul_, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
+    lws_sul_schedule(server->context_, 0, &server->tick_.sul, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
 }
 
 void EdgeServer::tick() {

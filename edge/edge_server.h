@@ -100,7 +100,11 @@ class EdgeServer {
   lws_http_mount mount_root_{}, mount_sdk_{}, mount_healthz_{}, mount_metrics_{};
   lws_protocol_vhost_options mime_wasm_{}, mime_mjs_{};
   lws_retry_bo_t idle_policy_{};
-  lws_sorted_usec_list_t tick_sul_{};
+  // lws timers find their owner with lws_container_of, which needs a standard-layout struct.
+  struct Tick {
+    lws_sorted_usec_list_t sul;
+    EdgeServer* server;
+  } tick_{{}, this};
   int bound_port_ = 0;
 
   std::unordered_map<ConnId, Connection> connections_;

@@ -29,7 +29,8 @@ struct LmdbOptions {
   unsigned max_readers = 126;
 };
 
-// The layout, four named sub-databases, all keys big-endian so byte order is numeric order:
+// The layout: four named sub-databases; every seq is 8 bytes big-endian, so that in keys byte
+// order is numeric order:
 //   "log"      tenant \0 conv \0 seq(8 BE)  -> the stored msg frame (JSON text)
 //   "ids"      tenant \0 conv \0 id         -> seq (8 BE)
 //   "receipts" tenant \0 user \0 conv       -> delivered (8 BE) read (8 BE)
