@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# waymark.sh: Waymark's two commands. `test` installs, builds native Release, ASan+UBSan and WASM
+# and runs every test; `demo` builds the edge and serves the web app on http://127.0.0.1:8080.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly ROOT
+# Build directories live under here; overridable so a developer can test this script without
+# clobbering a build/ someone else is using.
+BUILD_ROOT="${WAYMARK_BUILD_ROOT:-build}"
+readonly BUILD_ROOT
+readonly JOBS=2  # the machines have 2 cores
+readonly DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libboost1.81-dev libboost-json1.81-dev catch2
+  emscripten nodejs
+  liblmdb-dev lmdb-utils libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev
+  python3 python3-websockets python3-pytest chromium
+)
+
+# Debian's emscripten loads node modules (acorn, ...) from /usr/share/nodejs; a Node build not
+# from Debian (nodesource) does not look there by itself.
+export NODE_PATH="/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}"
+export DEBIAN_FRONTEND=noninteractive
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# --- installing ---------------------------------------------------------------------------------
+
+missing_debian_packages() {
+  local package
+  for package in "${DEBIAN_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
+      echo "$package"
+    fi
+  done
+  # A nodesource nodejs bundles npm, and Debian's npm package conflicts with it: ask for npm
+  # only when there is no npm at all.
+  if ! command -v npm >/dev/null 2>&1; then
+    echo npm
+  fi
+}
+
+install_debian_packages() {
+  local missing
+  mapfile -t missing < <(missing_debian_packages)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    return
+  fi
+  step "apt-get install ${missing[*]}"
+  as_root apt-get update
+  as_root apt-get install -y "${missing[@]}"
+}
+
+install_npm_packages() {
+  [[ -f "$ROOT/package-lock.json" ]] || return 0
+  # npm writes node_modules/.package-lock.json on every install: older than the lock means stale.
+  if [[ -f "$ROOT/node_modules/.package-lock.json" &&
+        ! "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
+    return
+  fi
+  step "npm ci"
+  (cd "$ROOT" && npm ci --no-audit --no-fund)
+}
+
+install_dependencies() {
+  install_debian_packages
+  install_npm_packages
+}
+
+# --- building -----------------------------------------------------------------------------------
+
+# True when build dir $1 has no Ninja build yet, or its cache disagrees with one of the
+# -DNAME=VALUE settings that follow.
+needs_configure() {
+  local dir="$1" setting name value
+  shift
+  [[ -f "$dir/build.ninja" && -f "$dir/CMakeCache.txt" ]] || return 0
+  for setting in "$@"; do
+    setting="${setting#-D}"
+    name="${setting%%=*}"
+    value="${setting#*=}"
+    grep -qxF -e "$name:BOOL=$value" -e "$name:STRING=$value" -e "$name:UNINITIALIZED=$value" \
+      "$dir/CMakeCache.txt" || return 0
+  done
+  return 1
+}
+
+# configure NAME [emcmake] -DNAME=VALUE...: configures $BUILD_ROOT/NAME only when stale (ninja
+# re-runs cmake by itself when a CMakeLists.txt changes). Errors are returned explicitly here
+# and in build: callers run them under `if`, where bash ignores `set -e`.
+configure() {
+  local dir="$BUILD_ROOT/$1" wrapper=()
+  shift
+  if [[ "${1:-}" == emcmake ]]; then
+    wrapper=(emcmake)
+    shift
+  fi
+  needs_configure "$dir" "$@" || return 0
+  # A cache made by another generator cannot be reused with Ninja.
+  if [[ -f "$dir/CMakeCache.txt" ]] && ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$dir/CMakeCache.txt"; then
+    rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
+  fi
+  "${wrapper[@]}" cmake -S "$ROOT" -B "$dir" -G Ninja "$@"
+}
+
+# build NAME [TARGET...]: lets ninja rebuild what is out of date (everything, or the targets).
+build() {
+  local dir="$BUILD_ROOT/$1"
+  shift
+  ninja -C "$dir" -j "$JOBS" "$@"
+}
+
+build_release() {
+  configure release -DCMAKE_BUILD_TYPE=Release -DWAYMARK_SANITIZE=OFF || return
+  build release "$@"
+}
+build_asan() {
+  configure asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWAYMARK_SANITIZE=ON || return
+  build asan "$@"
+}
+build_wasm() {
+  configure wasm emcmake -DCMAKE_BUILD_TYPE=Release -DWAYMARK_EDGE=OFF || return
+  build wasm "$@"
+}
+
+# --- testing ------------------------------------------------------------------------------------
+
+passed_total=0
+failed_total=0
+problems=()
+
+# run_ctest NAME: runs the suite in $BUILD_ROOT/NAME and adds its counts to the totals, taken
+# from ctest's own closing line ("..., N tests failed out of T").
+run_ctest() {
+  local name="$1" log status=0 summary failed total
+  log="$(mktemp)"
+  (cd "$BUILD_ROOT/$name" && ctest --output-on-failure --no-tests=error) 2>&1 | tee "$log" ||
+    status=$?
+  summary="$(grep -E 'tests? failed out of [0-9]+' "$log" | tail -n 1 || true)"
+  rm -f "$log"
+  if [[ -z "$summary" ]]; then
+    # ctest ran nothing it could count (no tests, or it could not start): one failure.
+    failed_total=$((failed_total + 1))
+    problems+=("$name: ctest reported no results")
+    return
+  fi
+  failed="$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$summary")"
+  total="$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$summary")"
+  passed_total=$((passed_total + total - failed))
+  failed_total=$((failed_total + failed))
+  if [[ $status -ne 0 || $failed -ne 0 ]]; then
+    problems+=("$name: $failed of $total tests failed")
+  fi
+}
+
+# timed LABEL COMMAND...: runs COMMAND and prints how long it took, keeping its exit status.
+timed() {
+  local label="$1" start status=0
+  shift
+  start=$SECONDS
+  "$@" || status=$?
+  printf '==> %s: %ds\n' "$label" $((SECONDS - start))
+  return $status
+}
+
+# test_config NAME: builds one configuration and runs its suite. A build that fails counts as
+# one failed test, so the summary can never read as green when a suite could not even run.
+test_config() {
+  local name="$1"
+  step "build $BUILD_ROOT/$name"
+  if ! timed "build $name" "build_$name"; then
+    failed_total=$((failed_total + 1))
+    problems+=("$name: build failed, its tests did not run")
+    return
+  fi
+  step "ctest $BUILD_ROOT/$name"
+  if [[ $name == asan ]]; then
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 timed "ctest $name" run_ctest "$name"
+  else
+    timed "ctest $name" run_ctest "$name"
+  fi
+}
+
+# The browser suites (tests/browser, node:test + playwright-core + Debian's chromium) need the
+# Release edge and the WASM SDK, so they run after both are built. Counts come from node's own
+# closing "# pass N" / "# fail N" lines.
+run_browser_tests() {
+  local log status=0 pass fail
+  log="$(mktemp)"
+  WAYMARK_EDGE="$ROOT/$BUILD_ROOT/release/edge/waymark-edge" \
+  WAYMARK_SDK_DIR="$ROOT/$BUILD_ROOT/wasm/wasm/dist" \
+    node --test tests/browser/ 2>&1 | tee "$log" || status=$?
+  pass="$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$log" | tail -n 1)"
+  fail="$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$log" | tail -n 1)"
+  rm -f "$log"
+  if [[ -z "$pass" || -z "$fail" ]]; then
+    failed_total=$((failed_total + 1))
+    problems+=("browser: node --test reported no results")
+    return
+  fi
+  passed_total=$((passed_total + pass))
+  failed_total=$((failed_total + fail))
+  if [[ $status -ne 0 || $fail -ne 0 ]]; then
+    problems+=("browser: $fail of $((pass + fail)) tests failed")
+  fi
+}
+
+command_test() {
+  install_dependencies
+  local name
+  for name in release asan wasm; do
+    test_config "$name"
+  done
+  step "browser tests (chromium)"
+  timed "browser tests" run_browser_tests
+  echo
+  for name in "${problems[@]+"${problems[@]}"}"; do
+    echo "FAILED: $name"
+  done
+  echo "$passed_total passed, $failed_total failed"
+  [[ $failed_total -eq 0 && ${#problems[@]} -eq 0 ]]
+}
+
+# --- demo ---------------------------------------------------------------------------------------
+
+command_demo() {
+  install_dependencies
+  local edge="$BUILD_ROOT/release/edge/waymark-edge"
+  step "build $BUILD_ROOT/release (the edge)"
+  if ! build_release waymark-edge || [[ ! -x "$edge" ]]; then
+    echo "the edge is not built yet ($edge; see above)" >&2
+    exit 1
+  fi
+  # The edge serves the browser SDK from build/wasm/wasm/dist (its default SDK dir).
+  step "build $BUILD_ROOT/wasm (the browser SDK)"
+  build_wasm waymark_sdk
+  step "Waymark is on http://127.0.0.1:8080 (Ctrl-C stops it)"
+  exec "$edge" --dev --listen 127.0.0.1:8080 --data "${WAYMARK_DATA:-./waymark-data}" --web web
+}
+
+usage() {
+  cat <<'EOF'
+usage: ./waymark.sh demo   install what is missing, build, run the edge on http://127.0.0.1:8080
+       ./waymark.sh test   install what is missing, build Release, ASan+UBSan and WASM, run every test
+EOF
+}
+
+main() {
+  cd "$ROOT"
+  case "${1:-}" in
+    test) command_test ;;
+    demo) command_demo ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
