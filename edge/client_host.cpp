@@ -51,6 +51,7 @@ void ClientHost::on_tick(lws_sorted_usec_list_t* sul) {
 }
 
 ClientHost::~ClientHost() {
+  handler_ = nullptr;  // sockets closing during destruction report to nobody
   if (context_) lws_context_destroy(context_);
 }
 

@@ -344,7 +344,7 @@ TEST_CASE("edge_node: hello is answered with welcome; a second hello is invalid"
   h.text(conn, R"({"t":"hello","token":"dev:alice","device":"tab-1","rid":"h1"})");
   auto got = h.take(conn);
   REQUIRE(types(got) == std::vector<std::string>{"welcome"});
-  const Welcome& welcome = as<Welcome>(got[0]);
+  const Welcome welcome = as<Welcome>(got[0]);  // a copy: `got` is reused below
   CHECK(welcome.node == "edge-test");
   CHECK(welcome.user == "alice");
   CHECK(welcome.ts == kStart + 777);

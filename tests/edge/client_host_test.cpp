@@ -36,7 +36,7 @@ struct Seen {
 };
 
 struct Harness {
-  explicit Harness(int port) : host("127.0.0.1", port) {
+  explicit Harness(int port) : host("127.0.0.1", port) {  // NOLINT: seen is built first
     host.on_event([this](std::size_t index, ClientEvent& event) {
       Seen& s = seen[index];
       if (auto* message = std::get_if<MessageEvent>(&event))
@@ -71,8 +71,10 @@ struct Harness {
     return true;
   }
 
-  ClientHost host;
+  // Declared before the host: the host's destructor closes sockets, and nothing it reports
+  // then may reach a map that is already gone.
   std::map<std::size_t, Seen> seen;
+  ClientHost host;
 };
 
 void check_history(const std::vector<std::pair<Seq, std::string>>& history, std::size_t expected) {
