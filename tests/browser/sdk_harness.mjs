@@ -1,6 +1,8 @@
 // Shared by the sdk_*.test.mjs browser tests: the real edge as a child process, Debian's
 // chromium through playwright-core, and a tiny test page that imports /sdk/waymark.js.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { before, after } from 'node:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -254,4 +256,23 @@ export async function storedMessages(page, edge, conv, token = 'dev:auditor') {
 export async function screenshot(page, name) {
   mkdirSync(OUTPUT_DIR, { recursive: true });
   await page.screenshot({ path: join(OUTPUT_DIR, `${name}.png`) });
+}
+
+// One edge for a whole test file, on a fresh data dir with the test page: started before the
+// file's tests (onStart receives it), stopped and cleaned up after them.
+export function edgeForSuite(onStart) {
+  let edge;
+  let web;
+  let data;
+  before(async () => {
+    assert.equal(prerequisites(), null);
+    web = writeTestPage();
+    data = tempDir('data');
+    edge = await new Edge({ data, web }).start();
+    onStart(edge);
+  });
+  after(async () => {
+    await edge?.stop();
+    for (const dir of [web, data]) if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 }

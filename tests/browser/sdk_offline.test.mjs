@@ -1,27 +1,13 @@
 // Browser SDK, offline outbox: bob sends while offline, reloads offline (his queued rows come
 // back from IndexedDB), comes back online: each message reaches alice once, in order.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import * as h from './sdk_harness.mjs';
 
 const ORDER = ['queued', 'stored', 'sequenced', 'delivered', 'read'];
 
 let edge;
-let web;
-let data;
-
-before(async () => {
-  assert.equal(h.prerequisites(), null);
-  web = h.writeTestPage();
-  data = h.tempDir('data');
-  edge = await new h.Edge({ data, web }).start();
-});
-
-after(async () => {
-  await edge?.stop();
-  for (const dir of [web, data]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+h.edgeForSuite((started) => { edge = started; });  // started before the tests, stopped after
 
 test('offline sends survive a reload and arrive once, in order', { timeout: 120000 }, async () => {
   const alice = await h.launchProfile('offline-alice');

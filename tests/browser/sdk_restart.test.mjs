@@ -1,25 +1,11 @@
 // Browser SDK across an edge crash: the edge is SIGKILLed mid-conversation and restarted on the
 // same port and data; both tabs reconnect with backoff and resume with no gap and no repeat.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import * as h from './sdk_harness.mjs';
 
 let edge;
-let web;
-let data;
-
-before(async () => {
-  assert.equal(h.prerequisites(), null);
-  web = h.writeTestPage();
-  data = h.tempDir('data');
-  edge = await new h.Edge({ data, web }).start();
-});
-
-after(async () => {
-  await edge?.stop();
-  for (const dir of [web, data]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+h.edgeForSuite((started) => { edge = started; });  // started before the tests, stopped after
 
 const seqsOf = (page) => page.evaluate(() => window.log.messages.filter((m) => m.conv === 'room').map((m) => m.seq));
 const idsOf = (page) => page.evaluate(() => window.log.messages.filter((m) => m.conv === 'room').map((m) => m.id));

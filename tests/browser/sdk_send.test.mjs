@@ -1,25 +1,11 @@
 // Browser SDK, online: two users in two browser profiles send to each other through the real
 // edge; rows move through their states, receipts and history work.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import * as h from './sdk_harness.mjs';
 
 let edge;
-let web;
-let data;
-
-before(async () => {
-  assert.equal(h.prerequisites(), null);
-  web = h.writeTestPage();
-  data = h.tempDir('data');
-  edge = await new h.Edge({ data, web }).start();
-});
-
-after(async () => {
-  await edge?.stop();
-  for (const dir of [web, data]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+h.edgeForSuite((started) => { edge = started; });  // started before the tests, stopped after
 
 test('two users exchange messages; rows go sequenced, delivered, read; history pages', { timeout: 120000 }, async () => {
   const alice = await h.launchProfile('send-alice');

@@ -1,26 +1,12 @@
 // Browser SDK, two tabs of one profile: one leader tab owns the session and the socket, the
 // other forwards to it; a message queued offline is sent exactly once and both tabs show it;
 // when the leader tab closes, the other takes over the persisted outbox.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import * as h from './sdk_harness.mjs';
 
 let edge;
-let web;
-let data;
-
-before(async () => {
-  assert.equal(h.prerequisites(), null);
-  web = h.writeTestPage();
-  data = h.tempDir('data');
-  edge = await new h.Edge({ data, web }).start();
-});
-
-after(async () => {
-  await edge?.stop();
-  for (const dir of [web, data]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+h.edgeForSuite((started) => { edge = started; });  // started before the tests, stopped after
 
 const rowOf = (page, id) => page.evaluate((i) => window.client.rows(window.conv).find((row) => row.id === i) ?? null, id);
 
