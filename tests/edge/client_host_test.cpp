@@ -147,8 +147,13 @@ TEST_CASE("ClientSession over lws: the edge is SIGKILLed and restarted on the sa
   send_batch(10, "during ");  // in flight when the edge dies: acked or not, none may be lost
   REQUIRE(edge.stop(SIGKILL) == 128 + SIGKILL);
   send_batch(10, "offline ");
-  // Restart on the same port and data, after the sessions noticed the loss.
-  harness.host.run_until([] { return false; }, std::chrono::milliseconds(300));
+  // Restart on the same port and data, after both sessions noticed the loss.
+  REQUIRE(harness.host.run_until(
+      [&] {
+        return harness.host.session(alice).connection_state() != ConnectionState::online &&
+               harness.host.session(bob).connection_state() != ConnectionState::online;
+      },
+      std::chrono::seconds(10)));
   EdgeProcess restarted(WAYMARK_EDGE_BINARY, data.path());
   REQUIRE(restarted.start(port));
 
