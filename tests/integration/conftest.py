@@ -53,11 +53,14 @@ def pytest_pyfunc_call(pyfuncitem):
 class Edge:
     """One waymark-edge process on 127.0.0.1, port picked by the edge; stderr parsed as JSON logs."""
 
-    def __init__(self, binary, data_dir, extra_args=(), dev=True):
+    def __init__(self, binary, data_dir, extra_args=(), dev=True, tls_context=None):
         self.binary = binary
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
         self.dev = dev
+        # An ssl.SSLContext when the edge serves TLS (--tls-cert/--tls-key in extra_args): the
+        # URLs become wss:// and https:// and clients verify with this context.
+        self.tls_context = tls_context
         self.proc = None
         self.host = "127.0.0.1"
         self.port = None
@@ -149,13 +152,13 @@ class Edge:
     # -- addresses --
     @property
     def ws_url(self):
-        return "ws://%s:%d/ws" % (self.host, self.port)
+        return "%s://%s:%d/ws" % ("wss" if self.tls_context else "ws", self.host, self.port)
 
     def http_get(self, path, timeout=RECV_TIMEOUT):
         """(status, content-type, body bytes) of a plain HTTP GET on the edge's port."""
-        url = "http://%s:%d%s" % (self.host, self.port, path)
+        url = "%s://%s:%d%s" % ("https" if self.tls_context else "http", self.host, self.port, path)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout, context=self.tls_context) as resp:
                 return resp.status, resp.headers.get("Content-Type", ""), resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.headers.get("Content-Type", ""), err.read()
@@ -202,12 +205,12 @@ def edge_factory(edge_binary):
     started = []
     dirs = []
 
-    def make(data_dir=None, extra_args=(), start=True):
+    def make(data_dir=None, extra_args=(), start=True, dev=True, tls_context=None):
         if data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="waymark-it-")
             dirs.append(tmp)
             data_dir = tmp.name
-        edge = Edge(edge_binary, data_dir, extra_args)
+        edge = Edge(edge_binary, data_dir, extra_args, dev=dev, tls_context=tls_context)
         started.append(edge)
         if start:
             edge.start()
@@ -285,6 +288,8 @@ class Client:
         kwargs.setdefault("open_timeout", RECV_TIMEOUT)
         kwargs.setdefault("ping_interval", None)
         kwargs.setdefault("close_timeout", 2)
+        if edge.tls_context is not None:
+            kwargs.setdefault("ssl", edge.tls_context)
         ws = await websockets.connect(edge.ws_url, subprotocols=list(subprotocols), **kwargs)
         return cls(ws)
 
