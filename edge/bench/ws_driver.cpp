@@ -1,0 +1,207 @@
+#include "ws_driver.h"
+
+#include <cstring>
+
+namespace waymark::bench {
+
+struct Socket {
+  std::size_t conn = 0;
+  lws* wsi = nullptr;
+  bool counted_connecting = false;  // still holds a place in the connect window
+  bool dead = false;                // dropped or closed: ignore whatever lws still reports
+};
+
+WsDriver::WsDriver(WsDriverOptions options, WsHandler& handler)
+    : options_(std::move(options)), handler_(handler) {
+  protocols_.push_back(lws_protocols{"waymark.v1", &WsDriver::callback, 0, 1 << 16, 0, nullptr, 0});
+  protocols_.push_back(lws_protocols{nullptr, nullptr, 0, 0, 0, nullptr, 0});
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof info);
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols_.data();
+  info.user = this;
+  lws_set_log_level(LLL_ERR, nullptr);
+  context_ = lws_create_context(&info);
+  if (context_) lws_sul_schedule(context_, 0, &tick_.sul, &WsDriver::on_tick, LWS_US_PER_MS);
+}
+
+WsDriver::~WsDriver() {
+  if (context_) lws_context_destroy(context_);
+}
+
+void WsDriver::on_tick(lws_sorted_usec_list_t* sul) {
+  WsDriver* driver = lws_container_of(sul, Tick, sul)->driver;
+  lws_sul_schedule(driver->context_, 0, &driver->tick_.sul, &WsDriver::on_tick, LWS_US_PER_MS);
+}
+
+std::size_t WsDriver::add(std::size_t n) {
+  std::size_t first = conns_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    conns_.emplace_back();
+    conns_.back().index = first + i;
+  }
+  return first;
+}
+
+void WsDriver::connect(std::size_t index) {
+  WsConn& conn = conns_[index];
+  if (conn.state == WsConn::State::waiting || conn.state == WsConn::State::connecting ||
+      conn.state == WsConn::State::open)
+    return;
+  conn.state = WsConn::State::waiting;
+  connect_queue_.push_back(index);
+}
+
+void WsDriver::start_connects() {
+  while (!connect_queue_.empty() && connecting_ < options_.connect_window) {
+    std::size_t index = connect_queue_.front();
+    connect_queue_.pop_front();
+    WsConn& conn = conns_[index];
+    if (conn.state != WsConn::State::waiting) continue;
+    sockets_.push_back(Socket{});
+    Socket* socket = &sockets_.back();
+    socket->conn = index;
+    socket->counted_connecting = true;
+    conn.socket = socket;
+    conn.state = WsConn::State::connecting;
+    conn.out.clear();
+    conn.rx.clear();
+    ++connecting_;
+
+    lws_client_connect_info info;
+    std::memset(&info, 0, sizeof info);
+    info.context = context_;
+    info.address = options_.host.c_str();
+    info.port = options_.port;
+    info.path = "/ws";
+    info.host = options_.host.c_str();
+    info.origin = options_.host.c_str();
+    info.protocol = "waymark.v1";
+    info.opaque_user_data = socket;
+    info.pwsi = &socket->wsi;
+    if (!lws_client_connect_via_info(&info)) {
+      ++connect_failures_;
+      socket->wsi = nullptr;
+      socket_gone(socket);
+    }
+  }
+}
+
+void WsDriver::send(WsConn& conn, std::string text) {
+  if (conn.state != WsConn::State::open || !conn.socket) return;
+  conn.out.push_back(std::move(text));
+  if (conn.socket->wsi) lws_callback_on_writable(conn.socket->wsi);
+}
+
+void WsDriver::drop(WsConn& conn) {
+  Socket* socket = conn.socket;
+  conn.socket = nullptr;
+  conn.state = WsConn::State::closed;
+  conn.out.clear();
+  if (!socket) return;
+  if (socket->counted_connecting) {
+    socket->counted_connecting = false;
+    --connecting_;
+  }
+  socket->dead = true;
+  if (socket->wsi) lws_set_timeout(socket->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+// The socket's life ended (connect error or close) without drop(): tell the scenario.
+void WsDriver::socket_gone(Socket* socket) {
+  if (socket->counted_connecting) {
+    socket->counted_connecting = false;
+    --connecting_;
+  }
+  socket->wsi = nullptr;
+  if (socket->dead) return;
+  socket->dead = true;
+  WsConn& conn = conns_[socket->conn];
+  if (conn.socket != socket) return;
+  conn.socket = nullptr;
+  conn.state = WsConn::State::closed;
+  conn.out.clear();
+  handler_.on_closed(conn);
+}
+
+int WsDriver::callback(lws* wsi, lws_callback_reasons reason, void*, void* in, size_t len) {
+  auto* driver = static_cast<WsDriver*>(lws_context_user(lws_get_context(wsi)));
+  return driver ? driver->handle(wsi, reason, in, len) : 0;
+}
+
+int WsDriver::handle(lws* wsi, lws_callback_reasons reason, void* in, size_t len) {
+  auto* socket = static_cast<Socket*>(lws_get_opaque_user_data(wsi));
+  switch (reason) {
+    case LWS_CALLBACK_CLIENT_ESTABLISHED: {
+      if (!socket || socket->dead) return -1;
+      socket->wsi = wsi;
+      if (socket->counted_connecting) {
+        socket->counted_connecting = false;
+        --connecting_;
+      }
+      WsConn& conn = conns_[socket->conn];
+      conn.state = WsConn::State::open;
+      std::string hello = handler_.hello(conn);
+      if (!hello.empty()) send(conn, std::move(hello));
+      handler_.on_open(conn);
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+      if (!socket || socket->dead) return -1;
+      WsConn& conn = conns_[socket->conn];
+      if (lws_is_first_fragment(wsi)) conn.rx.clear();
+      conn.rx.append(static_cast<const char*>(in), len);
+      if (!lws_is_final_fragment(wsi)) return 0;
+      ++frames_in_;
+      auto frame = parse_frame(conn.rx, options_.inbound, limits_);
+      conn.rx.clear();
+      if (!frame.ok()) {
+        ++bad_frames_;
+        return 0;
+      }
+      handler_.on_frame(conn, frame.value());
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE: {
+      if (!socket || socket->dead) return -1;
+      WsConn& conn = conns_[socket->conn];
+      while (!conn.out.empty()) {
+        const std::string& text = conn.out.front();
+        write_buffer_.resize(LWS_PRE + text.size());
+        std::memcpy(write_buffer_.data() + LWS_PRE, text.data(), text.size());
+        if (lws_write(wsi, write_buffer_.data() + LWS_PRE, text.size(), LWS_WRITE_TEXT) <
+            static_cast<int>(text.size()))
+          return -1;
+        conn.out.pop_front();
+        if (lws_send_pipe_choked(wsi)) break;
+      }
+      if (!conn.out.empty()) lws_callback_on_writable(wsi);
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+      if (socket) socket_gone(socket);
+      return 0;
+
+    default:
+      break;
+  }
+  return 0;
+}
+
+bool WsDriver::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                         const std::function<void()>& tick) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    start_connects();
+    if (tick) tick();
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    lws_service(context_, 0);  // returns after socket activity or the 1 ms tick
+  }
+}
+
+}  // namespace waymark::bench

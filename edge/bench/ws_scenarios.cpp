@@ -1,0 +1,761 @@
+// The five scenarios against a WebSocket server: the Waymark edge, or (ingest and idle only)
+// the lws echo server that sets the transport ceiling. Frames are built and parsed with the
+// core's codec. Every subscriber checks its conversation's seqs: each msg must be cursor + 1
+// (a lower one is a repeat, a higher one a gap), across reconnects.
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <unordered_map>
+
+#include "bench_options.h"
+#include "bench_report.h"
+#include "ws_driver.h"
+
+namespace waymark::bench {
+namespace {
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+double seconds_since(std::int64_t start_ns) { return static_cast<double>(now_ns() - start_ns) / 1e9; }
+
+std::string hello_text(const std::string& user, const std::vector<SubRequest>& subs) {
+  Hello hello;
+  hello.token = "dev:" + user;
+  hello.device = "bench";
+  hello.subs = subs;
+  return serialize(Frame{std::move(hello)});
+}
+
+std::string sub_text(const std::string& conv, Seq after, std::optional<std::uint32_t> limit = {}) {
+  Sub sub;
+  sub.request.conv = conv;
+  sub.request.after = after;
+  sub.request.limit = limit;
+  return serialize(Frame{std::move(sub)});
+}
+
+// A body of about `payload` bytes of JSON: {"t0":<send time ns>,"p":"xxxx..."}.
+boost::json::value body_of(std::size_t payload, std::int64_t t0) {
+  boost::json::object body;
+  body["t0"] = t0;
+  std::size_t overhead = 32;
+  body["p"] = std::string(payload > overhead ? payload - overhead : 1, 'x');
+  return body;
+}
+
+std::string send_text(const std::string& conv, std::string id, boost::json::value body) {
+  Send send;
+  send.conv = conv;
+  send.id = std::move(id);
+  send.body = std::move(body);
+  return serialize(Frame{std::move(send)});
+}
+
+std::int64_t t0_of(const boost::json::value& body) {
+  if (const auto* object = body.if_object())
+    if (const auto* t0 = object->if_contains("t0"))
+      if (t0->is_int64()) return t0->as_int64();
+  return 0;
+}
+
+// The number after the last 'n' of a harness id ("c12n345" -> 345).
+std::int64_t counter_of(const std::string& id) {
+  auto at = id.rfind('n');
+  if (at == std::string::npos) return -1;
+  std::int64_t value = 0;
+  for (std::size_t i = at + 1; i < id.size(); ++i) {
+    if (id[i] < '0' || id[i] > '9') return -1;
+    value = value * 10 + (id[i] - '0');
+  }
+  return value;
+}
+
+// Per-subscriber seq bookkeeping shared by fanout, storm and replay.
+struct Cursor {
+  Seq cursor = 0;
+  std::uint64_t gaps = 0;
+  std::uint64_t repeats = 0;
+  std::uint64_t received = 0;
+  // Returns true when the msg was the next one.
+  bool take(Seq seq) {
+    ++received;
+    if (seq <= cursor) {
+      ++repeats;
+      return false;
+    }
+    if (seq > cursor + 1) ++gaps;
+    cursor = seq;
+    return true;
+  }
+};
+
+// ---- ingest: C connections x W sends in flight ------------------------------------------------
+
+class Ingest final : public WsHandler {
+ public:
+  Ingest(const BenchOptions& options, bool echo, std::string conv_prefix, bool shared_conv)
+      : options_(options), echo_(echo), conv_prefix_(std::move(conv_prefix)),
+        shared_conv_(shared_conv), body_(body_of(options.payload, 0)) {}
+
+  struct Conn {
+    std::string conv;
+    std::int64_t next = 0;
+    int in_flight = 0;
+    bool ready = false;
+    std::vector<std::int64_t> sent_at;  // by counter
+  };
+
+  void attach(WsDriver& driver) {
+    driver_ = &driver;
+    conns_.resize(driver.size());
+    for (std::size_t i = 0; i < conns_.size(); ++i)
+      conns_[i].conv = shared_conv_ ? conv_prefix_ : conv_prefix_ + "-" + std::to_string(i);
+  }
+
+  std::string hello(WsConn& conn) override {
+    if (echo_) return {};
+    return hello_text("bench-ingest-" + std::to_string(conn.index), {});
+  }
+  void on_open(WsConn& conn) override {
+    if (echo_) ready(conn);
+  }
+  void on_frame(WsConn& conn, Frame& frame) override {
+    std::visit(Overloaded{
+                   [&](Welcome&) { ready(conn); },
+                   [&](Ack& ack) { completed(conn, ack.id, ack.seq.value_or(0), true); },
+                   [&](Send& echoed) { completed(conn, echoed.id, 0, true); },
+                   [&](Nack& nack) {
+                     if (nacks_ < 5)
+                       std::fprintf(stderr, "nack: %s %s\n", nack.msg.c_str(), nack.id.c_str());
+                     completed(conn, nack.id, 0, false);
+                   },
+                   [&](Err& err) {
+                     ++errors_;
+                     if (errors_ < 5) std::fprintf(stderr, "err: %s\n", err.msg.c_str());
+                   },
+                   [&](Bye&) { ++byes_; },
+                   [](auto&) {},
+               },
+               frame);
+  }
+  void on_closed(WsConn&) override { ++closed_; }
+
+  void ready(WsConn& conn) {
+    Conn& state = conns_[conn.index];
+    if (state.ready) return;
+    state.ready = true;
+    ++ready_;
+    fill(conn);
+  }
+
+  // Sends while the window (and the rate, if any) allows.
+  void fill(WsConn& conn) {
+    Conn& state = conns_[conn.index];
+    while (sending_ && state.ready && state.in_flight < options_.window && allowed()) {
+      std::int64_t counter = state.next++;
+      std::int64_t t = now_ns();
+      state.sent_at.push_back(t);
+      boost::json::value body = body_;
+      body.as_object()["t0"] = t;
+      driver_->send(conn, send_text(state.conv, "c" + std::to_string(conn.index) + "n" +
+                                                    std::to_string(counter),
+                                    std::move(body)));
+      ++state.in_flight;
+      ++sent_;
+    }
+  }
+  bool allowed() const {
+    if (options_.rate <= 0) return true;
+    return static_cast<double>(sent_) < options_.rate * seconds_since(start_ns_) + 1;
+  }
+
+  void completed(WsConn& conn, const std::string& id, Seq seq, bool acked) {
+    Conn& state = conns_[conn.index];
+    std::int64_t counter = counter_of(id);
+    if (counter < 0 || counter >= static_cast<std::int64_t>(state.sent_at.size())) {
+      ++unknown_;
+      return;
+    }
+    --state.in_flight;
+    std::int64_t now = now_ns();
+    if (acked) {
+      ++acked_;
+      max_seq_ = std::max(max_seq_, seq);
+      if (now >= measure_from_ && now < measure_until_) {
+        ++acked_in_window_;
+        latency_.record(now - state.sent_at[static_cast<std::size_t>(counter)]);
+      }
+    } else {
+      ++nacks_;
+    }
+    fill(conn);
+  }
+
+  // Paced sends: called every tick so a rate-limited run keeps going without acks.
+  void tick() {
+    if (options_.rate <= 0 || !sending_) return;
+    for (std::size_t i = 0; i < conns_.size() && allowed(); ++i) {
+      std::size_t index = (rr_ + i) % conns_.size();
+      fill(driver_->conn(index));
+    }
+    ++rr_;
+  }
+
+  const BenchOptions& options_;
+  bool echo_;
+  std::string conv_prefix_;
+  bool shared_conv_;
+  boost::json::value body_;
+  WsDriver* driver_ = nullptr;
+  std::vector<Conn> conns_;
+  bool sending_ = true;
+  std::int64_t start_ns_ = now_ns();
+  std::int64_t measure_from_ = 0;
+  std::int64_t measure_until_ = 0;
+  std::uint64_t ready_ = 0, sent_ = 0, acked_ = 0, acked_in_window_ = 0, nacks_ = 0;
+  std::uint64_t errors_ = 0, byes_ = 0, closed_ = 0, unknown_ = 0;
+  Seq max_seq_ = 0;
+  std::size_t rr_ = 0;
+  LatencyRecorder latency_;
+};
+
+bool connect_all(WsDriver& driver, const std::function<bool()>& all_ready, Progress& progress,
+                 const std::function<std::string()>& status, double timeout_s) {
+  for (std::size_t i = 0; i < driver.size(); ++i) driver.connect(i);
+  return driver.run_until(all_ready, ms(timeout_s), [&] { progress.maybe_print(status()); });
+}
+
+bool ingest(const BenchOptions& options, Summary& summary) {
+  bool echo = options.target == "echo";
+  Ingest scenario(options, echo, "ingest-" + options.run_id, false);
+  WsDriver driver({options.host, options.port, options.connect_window,
+                   echo ? Direction::from_client : Direction::from_edge},
+                  scenario);
+  if (!driver.ok()) return false;
+  driver.add(static_cast<std::size_t>(options.conns));
+  scenario.attach(driver);
+  Progress progress("ingest " + options.target);
+  scenario.sending_ = false;  // connect everyone first
+  if (!connect_all(driver, [&] { return scenario.ready_ == scenario.conns_.size(); }, progress,
+                   [&] { return "connected " + std::to_string(scenario.ready_); }, options.timeout_s)) {
+    summary.problems.push_back("not every connection was welcomed");
+    return true;
+  }
+  scenario.sending_ = true;
+  scenario.start_ns_ = now_ns();
+  scenario.measure_from_ = scenario.start_ns_ + static_cast<std::int64_t>(options.warmup_s * 1e9);
+  scenario.measure_until_ = scenario.measure_from_ + static_cast<std::int64_t>(options.duration_s * 1e9);
+  for (std::size_t i = 0; i < driver.size(); ++i) scenario.fill(driver.conn(i));
+  double edge_cpu_start = 0, own_cpu_start = 0;
+  bool cpu_sampled = false;
+  std::uint64_t last_acked = 0;
+  std::int64_t last_ns = now_ns();
+  driver.run_until([&] { return now_ns() >= scenario.measure_until_; }, ms(options.timeout_s), [&] {
+    if (!cpu_sampled && now_ns() >= scenario.measure_from_) {
+      cpu_sampled = true;
+      edge_cpu_start = process_cpu_seconds(options.edge_pid);
+      own_cpu_start = own_cpu_seconds();
+    }
+    std::int64_t now = now_ns();
+    if (now - last_ns >= 1'000'000'000) {
+      double rate = static_cast<double>(scenario.acked_ - last_acked) / (static_cast<double>(now - last_ns) / 1e9);
+      last_acked = scenario.acked_;
+      last_ns = now;
+      progress.maybe_print("acked " + std::to_string(scenario.acked_) + " (" +
+                           std::to_string(static_cast<std::int64_t>(rate)) + "/s), in flight " +
+                           std::to_string(scenario.sent_ - scenario.acked_ - scenario.nacks_));
+    }
+    scenario.tick();
+  });
+  double edge_cpu = process_cpu_seconds(options.edge_pid) - edge_cpu_start;
+  double own_cpu = own_cpu_seconds() - own_cpu_start;
+  // Stop sending; everything sent must come back acked.
+  scenario.sending_ = false;
+  driver.run_until([&] { return scenario.acked_ + scenario.nacks_ >= scenario.sent_; }, ms(30));
+
+  summary.set("conns", options.conns);
+  summary.set("window", options.window);
+  summary.set("payload", static_cast<std::uint64_t>(options.payload));
+  summary.set("rate_target", options.rate);
+  summary.set("seconds", options.duration_s);
+  summary.set("sent", scenario.sent_);
+  summary.set("acked", scenario.acked_);
+  summary.set("nacked", scenario.nacks_);
+  summary.set("msgs_per_s", static_cast<double>(scenario.acked_in_window_) / options.duration_s);
+  summary.set_latency("ack", scenario.latency_);
+  summary.set("server_cpu_pct", 100 * edge_cpu / options.duration_s);
+  summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
+  if (scenario.acked_ + scenario.nacks_ < scenario.sent_)
+    summary.problems.push_back(std::to_string(scenario.sent_ - scenario.acked_ - scenario.nacks_) +
+                               " sends never answered");
+  if (scenario.nacks_) summary.problems.push_back(std::to_string(scenario.nacks_) + " sends nacked");
+  if (scenario.errors_) summary.problems.push_back(std::to_string(scenario.errors_) + " err frames");
+  if (scenario.closed_) summary.problems.push_back(std::to_string(scenario.closed_) + " sockets closed");
+  if (scenario.unknown_) summary.problems.push_back(std::to_string(scenario.unknown_) + " acks for unknown ids");
+  return true;
+}
+
+// ---- subscribers: fanout, storm, replay ----------------------------------------------------------
+
+// Subscribers that resume from their cursor after any close, and a few publishers.
+class Subscribers final : public WsHandler {
+ public:
+  struct Sub {
+    std::string user;
+    std::string conv;
+    Cursor cursor;
+    bool subscribed = false;  // subd seen on the current socket
+    std::uint64_t sockets = 0;
+  };
+  struct Pub {
+    int in_flight = 0;
+    std::int64_t next = 0;
+    bool ready = false;
+  };
+
+  Subscribers(const BenchOptions& options, std::size_t subscribers, std::size_t publishers)
+      : options_(options), subs_(subscribers), pubs_(publishers),
+        body_(body_of(options.payload, 0)) {}
+
+  bool is_pub(const WsConn& conn) const { return conn.index >= subs_.size(); }
+  Pub& pub(const WsConn& conn) { return pubs_[conn.index - subs_.size()]; }
+
+  std::string hello(WsConn& conn) override {
+    if (is_pub(conn)) return hello_text("bench-pub-" + std::to_string(conn.index), {});
+    Sub& sub = subs_[conn.index];
+    sub.subscribed = false;
+    ++sub.sockets;
+    SubRequest request;
+    request.conv = sub.conv;
+    request.after = sub.cursor.cursor;
+    if (replay_limit_) request.limit = replay_limit_;
+    return hello_text(sub.user, {request});
+  }
+
+  void on_frame(WsConn& conn, Frame& frame) override {
+    if (is_pub(conn)) {
+      Pub& state = pub(conn);
+      std::visit(Overloaded{
+                     [&](Welcome&) {
+                       state.ready = true;
+                       ++pubs_ready_;
+                     },
+                     [&](Ack& ack) {
+                       --state.in_flight;
+                       ++acked_;
+                       Seq seq = ack.seq.value_or(0);
+                       Seq& head = heads_[ack.conv];
+                       head = std::max(head, seq);
+                     },
+                     [&](Nack&) {
+                       --state.in_flight;
+                       ++nacked_;
+                     },
+                     [&](Err&) { ++errors_; },
+                     [](auto&) {},
+                 },
+                 frame);
+      return;
+    }
+    Sub& sub = subs_[conn.index];
+    std::visit(Overloaded{
+                   [&](Msg& msg) {
+                     Seq seq = msg.seq.value_or(0);
+                     if (!sub.cursor.take(seq)) return;
+                     ++delivered_;
+                     std::int64_t now = now_ns();
+                     if (now >= measure_from_ && now < measure_until_) {
+                       ++delivered_in_window_;
+                       if (std::int64_t t0 = t0_of(msg.body)) latency_.record(now - t0);
+                     }
+                   },
+                   [&](Subd& subd) {
+                     if (subd.more) {
+                       ++more_rounds_;
+                       driver_->send(conn, sub_text(sub.conv, sub.cursor.cursor, replay_limit_));
+                       return;
+                     }
+                     if (!sub.subscribed) {
+                       sub.subscribed = true;
+                       ++subscribed_;
+                     }
+                   },
+                   [&](Err&) { ++errors_; },
+                   [&](Bye&) { ++byes_; },
+                   [](auto&) {},
+               },
+               frame);
+  }
+
+  void on_closed(WsConn& conn) override {
+    if (is_pub(conn)) {
+      ++pub_closed_;
+      return;
+    }
+    Sub& sub = subs_[conn.index];
+    if (sub.subscribed) --subscribed_;
+    sub.subscribed = false;
+    ++unplanned_closes_;
+    driver_->connect(conn.index);  // resume from the cursor
+  }
+
+  // Drops every subscriber socket and reconnects it at once (the storm).
+  void drop_and_reconnect_all() {
+    for (std::size_t i = 0; i < subs_.size(); ++i) {
+      Sub& sub = subs_[i];
+      if (sub.subscribed) --subscribed_;
+      sub.subscribed = false;
+      driver_->drop(driver_->conn(i));
+      driver_->connect(i);
+    }
+  }
+
+  // Publishes at `rate` msgs/s in total, round robin over convs, until `limit` have been sent.
+  void publish(double rate, std::int64_t limit, const std::vector<std::string>& convs) {
+    if (!publishing_) return;
+    double allowed = rate * seconds_since(publish_start_) + 1;
+    for (std::size_t p = 0; p < pubs_.size(); ++p) {
+      WsConn& conn = driver_->conn(subs_.size() + p);
+      Pub& state = pubs_[p];
+      while (state.ready && state.in_flight < 256 && static_cast<double>(sent_) < allowed &&
+             (limit <= 0 || static_cast<std::int64_t>(sent_) < limit)) {
+        boost::json::value body = body_;
+        body.as_object()["t0"] = now_ns();
+        const std::string& conv = convs[sent_ % convs.size()];
+        driver_->send(conn, send_text(conv, "p" + std::to_string(p) + "n" + std::to_string(state.next++),
+                                      std::move(body)));
+        ++state.in_flight;
+        ++sent_;
+      }
+    }
+  }
+
+  bool all_caught_up() const {
+    for (const Sub& sub : subs_) {
+      auto head = heads_.find(sub.conv);
+      Seq target = head == heads_.end() ? 0 : head->second;
+      if (sub.cursor.cursor < target || !sub.subscribed) return false;
+    }
+    return true;
+  }
+  std::size_t caught_up_count() const {
+    std::size_t count = 0;
+    for (const Sub& sub : subs_) {
+      auto head = heads_.find(sub.conv);
+      Seq target = head == heads_.end() ? 0 : head->second;
+      if (sub.cursor.cursor >= target && sub.subscribed) ++count;
+    }
+    return count;
+  }
+  void check(Summary& summary) const {
+    std::uint64_t gaps = 0, repeats = 0;
+    for (const Sub& sub : subs_) {
+      gaps += sub.cursor.gaps;
+      repeats += sub.cursor.repeats;
+    }
+    summary.set("gaps", gaps);
+    summary.set("repeats", repeats);
+    if (gaps) summary.problems.push_back(std::to_string(gaps) + " gaps");
+    if (repeats) summary.problems.push_back(std::to_string(repeats) + " repeats");
+    if (nacked_) summary.problems.push_back(std::to_string(nacked_) + " sends nacked");
+    if (errors_) summary.problems.push_back(std::to_string(errors_) + " err frames");
+    if (pub_closed_) summary.problems.push_back("a publisher's socket closed");
+  }
+
+  const BenchOptions& options_;
+  WsDriver* driver_ = nullptr;
+  std::vector<Sub> subs_;
+  std::vector<Pub> pubs_;
+  boost::json::value body_;
+  std::optional<std::uint32_t> replay_limit_;
+  std::unordered_map<std::string, Seq> heads_;  // highest acked seq per conv
+  bool publishing_ = false;
+  std::int64_t publish_start_ = 0;
+  std::int64_t measure_from_ = 0, measure_until_ = 0;
+  std::uint64_t subscribed_ = 0, pubs_ready_ = 0, sent_ = 0, acked_ = 0, nacked_ = 0;
+  std::uint64_t delivered_ = 0, delivered_in_window_ = 0, more_rounds_ = 0;
+  std::uint64_t errors_ = 0, byes_ = 0, unplanned_closes_ = 0, pub_closed_ = 0;
+  LatencyRecorder latency_;
+};
+
+bool fanout(const BenchOptions& options, Summary& summary) {
+  auto subs = static_cast<std::size_t>(options.subs);
+  auto pubs = static_cast<std::size_t>(options.publishers);
+  Subscribers scenario(options, subs, pubs);
+  std::string conv = "fanout-" + options.run_id;
+  for (auto& sub : scenario.subs_) {
+    sub.user = "bench-fanout-sub";
+    sub.conv = conv;
+  }
+  WsDriver driver({options.host, options.port, options.connect_window}, scenario);
+  if (!driver.ok()) return false;
+  driver.add(subs + pubs);
+  scenario.driver_ = &driver;
+  Progress progress("fanout");
+  if (!connect_all(driver,
+                   [&] { return scenario.subscribed_ == subs && scenario.pubs_ready_ == pubs; },
+                   progress, [&] { return "subscribed " + std::to_string(scenario.subscribed_); },
+                   options.timeout_s)) {
+    summary.problems.push_back("not every subscriber got subd");
+    return true;
+  }
+  std::vector<std::string> convs{conv};
+  scenario.publishing_ = true;
+  scenario.publish_start_ = now_ns();
+  scenario.measure_from_ = scenario.publish_start_ + static_cast<std::int64_t>(options.warmup_s * 1e9);
+  scenario.measure_until_ = scenario.measure_from_ + static_cast<std::int64_t>(options.duration_s * 1e9);
+  double edge_cpu_start = 0, own_cpu_start = 0;
+  bool cpu_sampled = false;
+  driver.run_until([&] { return now_ns() >= scenario.measure_until_; }, ms(options.timeout_s), [&] {
+    if (!cpu_sampled && now_ns() >= scenario.measure_from_) {
+      cpu_sampled = true;
+      edge_cpu_start = process_cpu_seconds(options.edge_pid);
+      own_cpu_start = own_cpu_seconds();
+    }
+    scenario.publish(options.fanout_rate, 0, convs);
+    progress.maybe_print("published " + std::to_string(scenario.acked_) + ", delivered " +
+                         std::to_string(scenario.delivered_) + ", reconnects " +
+                         std::to_string(scenario.unplanned_closes_));
+  });
+  double edge_cpu = process_cpu_seconds(options.edge_pid) - edge_cpu_start;
+  double own_cpu = own_cpu_seconds() - own_cpu_start;
+  scenario.publishing_ = false;
+  // Drain: every subscriber must reach the last acked seq.
+  bool drained = driver.run_until(
+      [&] { return scenario.acked_ + scenario.nacked_ >= scenario.sent_ && scenario.all_caught_up(); },
+      ms(60), [&] {
+        progress.maybe_print("draining: caught up " + std::to_string(scenario.caught_up_count()) + "/" +
+                             std::to_string(subs));
+      });
+  summary.set("subs", options.subs);
+  summary.set("publishers", options.publishers);
+  summary.set("rate_target", options.fanout_rate);
+  summary.set("payload", static_cast<std::uint64_t>(options.payload));
+  summary.set("seconds", options.duration_s);
+  summary.set("published", scenario.acked_);
+  summary.set("deliveries_per_s", static_cast<double>(scenario.delivered_in_window_) / options.duration_s);
+  summary.set_latency("deliver", scenario.latency_);
+  summary.set("lagging_reconnects", scenario.unplanned_closes_);
+  summary.set("server_cpu_pct", 100 * edge_cpu / options.duration_s);
+  summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
+  scenario.check(summary);
+  if (!drained)
+    summary.problems.push_back("only " + std::to_string(scenario.caught_up_count()) + " of " +
+                               std::to_string(subs) + " subscribers got every message");
+  return true;
+}
+
+bool storm(const BenchOptions& options, Summary& summary) {
+  auto clients = static_cast<std::size_t>(options.clients);
+  Subscribers scenario(options, clients, 1);
+  std::vector<std::string> convs;
+  for (int c = 0; c < options.convs; ++c) convs.push_back("storm-" + options.run_id + "-" + std::to_string(c));
+  for (std::size_t i = 0; i < clients; ++i) {
+    // One user per conversation: presence changes once per conversation, not per client.
+    scenario.subs_[i].conv = convs[i % convs.size()];
+    scenario.subs_[i].user = "bench-storm-" + std::to_string(i % convs.size());
+  }
+  WsDriver driver({options.host, options.port, options.connect_window}, scenario);
+  if (!driver.ok()) return false;
+  driver.add(clients + 1);
+  scenario.driver_ = &driver;
+  Progress progress("storm");
+  std::int64_t connect_start = now_ns();
+  if (!connect_all(driver,
+                   [&] { return scenario.subscribed_ == clients && scenario.pubs_ready_ == 1; },
+                   progress, [&] { return "subscribed " + std::to_string(scenario.subscribed_); },
+                   options.timeout_s)) {
+    summary.problems.push_back("only " + std::to_string(scenario.subscribed_) + " of " +
+                               std::to_string(clients) + " clients got subd before the storm");
+    return true;
+  }
+  std::int64_t connected_ns = now_ns();
+  // Publish K messages; a quarter of the way in, drop every subscriber socket at once and
+  // reconnect them all (paced only by the connect window) while the rest is sent.
+  scenario.publishing_ = true;
+  scenario.publish_start_ = now_ns();
+  std::int64_t drop_ns = 0, resubscribed_ns = 0;
+  bool done = driver.run_until(
+      [&] {
+        return drop_ns && scenario.acked_ + scenario.nacked_ >= static_cast<std::uint64_t>(options.messages) &&
+               scenario.all_caught_up();
+      },
+      ms(options.timeout_s), [&] {
+        scenario.publish(options.storm_rate, options.messages, convs);
+        if (!drop_ns && scenario.acked_ >= static_cast<std::uint64_t>(options.messages / 4)) {
+          drop_ns = now_ns();
+          scenario.drop_and_reconnect_all();
+        }
+        if (drop_ns && !resubscribed_ns && scenario.subscribed_ == clients) resubscribed_ns = now_ns();
+        progress.maybe_print("acked " + std::to_string(scenario.acked_) + "/" + std::to_string(options.messages) +
+                             ", subscribed " + std::to_string(scenario.subscribed_) + ", caught up " +
+                             std::to_string(drop_ns ? scenario.caught_up_count() : 0));
+      });
+  std::int64_t end_ns = now_ns();
+  summary.set("clients", options.clients);
+  summary.set("convs", options.convs);
+  summary.set("messages", options.messages);
+  summary.set("connect_s", static_cast<double>(connected_ns - connect_start) / 1e9);
+  summary.set("resubscribed_s", resubscribed_ns ? static_cast<double>(resubscribed_ns - drop_ns) / 1e9 : -1.0);
+  summary.set("caught_up_s", done ? static_cast<double>(end_ns - drop_ns) / 1e9 : -1.0);
+  summary.set("delivered", scenario.delivered_);
+  summary.set("more_rounds", scenario.more_rounds_);
+  summary.set("lagging_reconnects", scenario.unplanned_closes_);
+  summary.set("connect_failures", driver.connect_failures());
+  scenario.check(summary);
+  if (!done)
+    summary.problems.push_back("only " + std::to_string(scenario.caught_up_count()) + " of " +
+                               std::to_string(clients) + " clients caught up within the timeout");
+  return true;
+}
+
+bool replay(const BenchOptions& options, Summary& summary) {
+  std::string conv = "replay-" + options.run_id;
+  Progress progress("replay");
+  // Fill: the ingest load into one conversation until it holds replay_messages.
+  {
+    Ingest fill(options, false, conv, true);
+    WsDriver driver({options.host, options.port, options.connect_window}, fill);
+    if (!driver.ok()) return false;
+    driver.add(static_cast<std::size_t>(options.conns));
+    fill.attach(driver);
+    auto target = static_cast<std::uint64_t>(options.replay_messages);
+    fill.sending_ = false;
+    if (!connect_all(driver, [&] { return fill.ready_ == fill.conns_.size(); }, progress,
+                     [&] { return "fill: connected " + std::to_string(fill.ready_); }, options.timeout_s)) {
+      summary.problems.push_back("fill: not every connection was welcomed");
+      return true;
+    }
+    fill.sending_ = true;
+    for (std::size_t i = 0; i < driver.size(); ++i) fill.fill(driver.conn(i));
+    driver.run_until([&] { return fill.acked_ + fill.nacks_ >= target && fill.sent_ == fill.acked_ + fill.nacks_; },
+                     ms(options.timeout_s * 10), [&] {
+                       if (fill.sent_ >= target) fill.sending_ = false;
+                       progress.maybe_print("fill: acked " + std::to_string(fill.acked_) + "/" + std::to_string(target));
+                     });
+    if (fill.acked_ < target) {
+      summary.problems.push_back("fill: only " + std::to_string(fill.acked_) + " acked");
+      return true;
+    }
+  }
+  Subscribers scenario(options, 1, 0);
+  scenario.subs_[0].user = "bench-replayer";
+  scenario.subs_[0].conv = conv;
+  scenario.replay_limit_ = static_cast<std::uint32_t>(options.replay_limit);
+  scenario.heads_[conv] = static_cast<Seq>(options.replay_messages);
+  WsDriver driver({options.host, options.port, options.connect_window}, scenario);
+  if (!driver.ok()) return false;
+  driver.add(1);
+  scenario.driver_ = &driver;
+  std::int64_t start = now_ns();
+  double edge_cpu_start = process_cpu_seconds(options.edge_pid);
+  driver.connect(0);
+  bool done = driver.run_until([&] { return scenario.all_caught_up(); }, ms(options.timeout_s), [&] {
+    progress.maybe_print("replayed " + std::to_string(scenario.delivered_));
+  });
+  double seconds = seconds_since(start);
+  summary.set("messages", options.replay_messages);
+  summary.set("limit", options.replay_limit);
+  summary.set("seconds", seconds);
+  summary.set("msgs_per_s", static_cast<double>(scenario.delivered_) / seconds);
+  summary.set("sub_rounds", scenario.more_rounds_ + 1);
+  summary.set("server_cpu_pct", 100 * (process_cpu_seconds(options.edge_pid) - edge_cpu_start) / seconds);
+  scenario.check(summary);
+  if (!done) summary.problems.push_back("replay did not reach the head within the timeout");
+  return true;
+}
+
+// ---- idle: N connections subscribed and idle -------------------------------------------------
+
+class Idle final : public WsHandler {
+ public:
+  Idle(const BenchOptions& options, bool echo) : options_(options), echo_(echo) {}
+  std::string hello(WsConn& conn) override {
+    if (echo_) return {};
+    std::size_t conv = conn.index % static_cast<std::size_t>(options_.convs);
+    SubRequest request;
+    request.conv = "idle-" + options_.run_id + "-" + std::to_string(conv);
+    return hello_text("bench-idle-" + std::to_string(conv), {request});
+  }
+  void on_open(WsConn&) override {
+    if (echo_) ++ready_;
+  }
+  void on_frame(WsConn&, Frame& frame) override {
+    if (std::holds_alternative<Subd>(frame)) ++ready_;
+    if (std::holds_alternative<Err>(frame)) ++errors_;
+  }
+  void on_closed(WsConn&) override { ++closed_; }
+
+  const BenchOptions& options_;
+  bool echo_;
+  std::uint64_t ready_ = 0, errors_ = 0, closed_ = 0;
+};
+
+bool idle(const BenchOptions& options, Summary& summary) {
+  bool echo = options.target == "echo";
+  Idle scenario(options, echo);
+  WsDriver driver({options.host, options.port, options.connect_window,
+                   echo ? Direction::from_client : Direction::from_edge},
+                  scenario);
+  if (!driver.ok()) return false;
+  auto clients = static_cast<std::size_t>(options.clients);
+  driver.add(clients);
+  Progress progress("idle " + options.target);
+  std::uint64_t rss_before = process_rss_bytes(options.edge_pid);
+  std::uint64_t tcp_before = kernel_tcp_mem_bytes();
+  std::int64_t start = now_ns();
+  bool connected = connect_all(
+      driver, [&] { return scenario.ready_ + scenario.closed_ >= clients; }, progress,
+      [&] { return "ready " + std::to_string(scenario.ready_) + ", closed " + std::to_string(scenario.closed_); },
+      options.timeout_s);
+  double connect_s = seconds_since(start);
+  std::int64_t settle_until = now_ns() + static_cast<std::int64_t>(options.settle_s * 1e9);
+  driver.run_until([&] { return now_ns() >= settle_until; }, ms(options.settle_s + 1));
+  std::uint64_t rss_after = process_rss_bytes(options.edge_pid);
+  std::uint64_t tcp_after = kernel_tcp_mem_bytes();
+  auto per_conn = [&](std::uint64_t after, std::uint64_t before) {
+    return after > before ? static_cast<double>(after - before) / static_cast<double>(clients) : 0.0;
+  };
+  summary.set("clients", options.clients);
+  summary.set("ready", scenario.ready_);
+  summary.set("connect_s", connect_s);
+  summary.set("server_rss_before_mib", static_cast<double>(rss_before) / 1048576.0);
+  summary.set("server_rss_after_mib", static_cast<double>(rss_after) / 1048576.0);
+  summary.set("server_rss_per_conn_kib", per_conn(rss_after, rss_before) / 1024.0);
+  summary.set("kernel_tcp_per_conn_kib", per_conn(tcp_after, tcp_before) / 1024.0);
+  if (!connected || scenario.ready_ < clients)
+    summary.problems.push_back(std::to_string(clients - std::min<std::uint64_t>(scenario.ready_, clients)) +
+                               " clients never subscribed (" + std::to_string(scenario.closed_) + " closed)");
+  if (scenario.errors_) summary.problems.push_back(std::to_string(scenario.errors_) + " err frames");
+  if (options.edge_pid <= 0) summary.problems.push_back("no --server-pid: RSS not measured");
+  return true;
+}
+
+}  // namespace
+
+bool run_ws_scenario(const BenchOptions& options, Summary& summary) {
+  bool echo = options.target == "echo";
+  if (options.scenario == "ingest") return ingest(options, summary);
+  if (options.scenario == "idle") return idle(options, summary);
+  if (echo) {
+    std::fprintf(stderr, "waymark-bench: the echo target runs ingest and idle only\n");
+    return false;
+  }
+  if (options.scenario == "fanout") return fanout(options, summary);
+  if (options.scenario == "storm") return storm(options, summary);
+  if (options.scenario == "replay") return replay(options, summary);
+  std::fprintf(stderr, "waymark-bench: unknown scenario %s\n", options.scenario.c_str());
+  return false;
+}
+
+}  // namespace waymark::bench
