@@ -1,0 +1,145 @@
+// fuzz_codec: libFuzzer target for the wire codec (core/include/waymark/codec.h). The input is
+// one text frame. It is parsed in both directions; every frame that parses must serialize to
+// text that parses back to the same frame and serializes to the same text again. Errors must
+// carry a protocol.md code and a message, rid_of_bad_frame may only return a valid rid, and
+// json_quote must produce a JSON string literal that reads back as its input.
+// Any broken property aborts with a message on stderr (libFuzzer reports it as a crash).
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "waymark/codec.h"
+#include "waymark/identifiers.h"
+
+namespace json = boost::json;
+using namespace waymark;
+
+namespace {
+
+[[noreturn]] void fail(std::string_view what, std::string_view text) {
+  std::fprintf(stderr, "fuzz_codec: %.*s\n  input (%zu bytes): %.*s\n", static_cast<int>(what.size()),
+               what.data(), text.size(), static_cast<int>(std::min<std::size_t>(text.size(), 2000)),
+               text.data());
+  std::abort();
+}
+
+// The message is only built when the check fails.
+#define FUZZ_CHECK(condition, message, text) \
+  do {                                       \
+    if (!(condition)) fail(message, text);   \
+  } while (0)
+
+// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): exactly what a JSON
+// parser must accept inside a string.
+bool is_valid_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    auto byte = static_cast<unsigned char>(text[i]);
+    std::size_t extra = 0;
+    std::uint32_t code = 0, min = 0;
+    if (byte < 0x80) {
+      ++i;
+      continue;
+    } else if ((byte & 0xE0) == 0xC0) {
+      extra = 1, code = byte & 0x1F, min = 0x80;
+    } else if ((byte & 0xF0) == 0xE0) {
+      extra = 2, code = byte & 0x0F, min = 0x800;
+    } else if ((byte & 0xF8) == 0xF0) {
+      extra = 3, code = byte & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + extra >= text.size()) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+bool is_protocol_parse_error(ErrorCode code) {
+  return code == ErrorCode::bad_frame || code == ErrorCode::unknown_type ||
+         code == ErrorCode::invalid || code == ErrorCode::too_large;
+}
+
+// Which side may send a parsed frame: rcpt and typing travel both ways, with `user` set
+// only edge -> client.
+bool sendable_by(const Frame& frame, Direction direction) {
+  bool client_only = std::holds_alternative<Hello>(frame) || std::holds_alternative<Sub>(frame) ||
+                     std::holds_alternative<Unsub>(frame) || std::holds_alternative<Hist>(frame) ||
+                     std::holds_alternative<Send>(frame) || std::holds_alternative<Ping>(frame);
+  if (const auto* rcpt = std::get_if<Rcpt>(&frame))
+    return rcpt->user.has_value() == (direction == Direction::from_edge);
+  if (const auto* typing = std::get_if<Typing>(&frame))
+    return typing->user.has_value() == (direction == Direction::from_edge);
+  return client_only == (direction == Direction::from_client);
+}
+
+void round_trip(std::string_view text, Direction direction) {
+  const char* side = direction == Direction::from_client ? "from_client" : "from_edge";
+  const ParseLimits limits;  // the protocol's default max_frame
+  auto parsed = parse_frame(text, direction, limits);
+  if (!parsed.ok()) {
+    const Error& error = parsed.error();
+    FUZZ_CHECK(is_protocol_parse_error(error.code), std::string(side) + ": parse error with a code parsing never gives", text);
+    FUZZ_CHECK(!error.message.empty(), std::string(side) + ": parse error without a message", text);
+    FUZZ_CHECK((text.size() > limits.max_frame) == (error.code == ErrorCode::too_large),
+          std::string(side) + ": too_large exactly when over max_frame", text);
+    return;
+  }
+  const Frame& frame = parsed.value();
+  FUZZ_CHECK(sendable_by(frame, direction), std::string(side) + ": accepted a frame of the other side", text);
+  FUZZ_CHECK(!frame_type(frame).empty(), "frame_type is empty", text);
+
+  // Escapes can make the serialization longer than the input: re-parse without a size cap.
+  const ParseLimits roomy{std::size_t{1} << 30};
+  const std::string once = serialize(frame);
+  auto again = parse_frame(once, direction, roomy);
+  if (!again.ok())
+    fail(std::string(side) + ": serialized frame does not parse (" + again.error().message + "): " + once, text);
+  FUZZ_CHECK(again.value().index() == frame.index(), std::string(side) + ": round trip changed the frame type", text);
+  FUZZ_CHECK(again.value() == frame, std::string(side) + ": round trip changed the frame: " + once, text);
+  const std::string twice = serialize(again.value());
+  FUZZ_CHECK(twice == once, std::string(side) + ": serialization not stable: " + once + " then " + twice, text);
+
+  // A tighter limit must refuse exactly the frames longer than it.
+  if (!text.empty()) {
+    auto tight = parse_frame(text, direction, ParseLimits{text.size() - 1});
+    FUZZ_CHECK(!tight.ok() && tight.error().code == ErrorCode::too_large,
+          std::string(side) + ": max_frame one byte short did not give too_large", text);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+
+  round_trip(text, Direction::from_client);
+  round_trip(text, Direction::from_edge);
+
+  if (auto rid = rid_of_bad_frame(text))
+    FUZZ_CHECK(is_valid_rid(*rid), "rid_of_bad_frame returned an invalid rid: " + *rid, text);
+
+  const std::string quoted = json_quote(text);
+  FUZZ_CHECK(quoted.size() >= 2 + text.size() && quoted.front() == '"' && quoted.back() == '"',
+        "json_quote did not produce a quoted string at least as long as its input", text);
+  if (is_valid_utf8(text)) {
+    json::error_code ec;
+    json::value value = json::parse(quoted, ec);
+    if (ec) fail("json_quote of valid UTF-8 is not JSON (" + ec.message() + "): " + quoted, text);
+    FUZZ_CHECK(value.is_string() && value.get_string() == text, "json_quote does not read back as its input", text);
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# run_fuzzer.sh: how ctest runs a libFuzzer target (tests/fuzz/CMakeLists.txt).
+#   run_fuzzer.sh replay FUZZER CORPUS_DIR [CRASHES_DIR]
+#       runs every file of the corpus and of the saved reproducers once; fails on any crash.
+#   run_fuzzer.sh fuzz FUZZER CORPUS_DIR SECONDS DICT ARTIFACT_DIR
+#       fuzzes for SECONDS from a copy of the corpus; fails on any crash, which it leaves in
+#       ARTIFACT_DIR. The checked-in corpus is only read: libFuzzer writes new inputs to the
+#       first corpus directory it is given, and that is a fresh temporary one.
+set -euo pipefail
+
+mode="$1"
+fuzzer="$2"
+corpus="$3"
+# Leaks fail the run too (libFuzzer turns them into a crash report).
+common=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+
+case "$mode" in
+  replay)
+    inputs=("$corpus"/*)
+    if [[ -n "${4:-}" && -d "$4" ]]; then
+      shopt -s nullglob
+      inputs+=("$4"/*)
+    fi
+    # Files as arguments: libFuzzer runs each once and writes nothing.
+    exec "$fuzzer" "${common[@]}" "${inputs[@]}"
+    ;;
+  fuzz)
+    seconds="$4"
+    dict="$5"
+    artifacts="$6"
+    mkdir -p "$artifacts"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    status=0
+    "$fuzzer" "${common[@]}" -max_total_time="$seconds" -dict="$dict" \
+      -artifact_prefix="$artifacts/" "$work" "$corpus" || status=$?
+    if [[ $status -ne 0 ]]; then
+      echo "run_fuzzer.sh: $(basename "$fuzzer") failed (status $status); reproducers in $artifacts:" >&2
+      ls -l "$artifacts" >&2 || true
+    fi
+    exit $status
+    ;;
+  *)
+    echo "usage: run_fuzzer.sh replay|fuzz FUZZER CORPUS_DIR ..." >&2
+    exit 2
+    ;;
+esac
