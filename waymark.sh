@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# waymark.sh: Waymark's two commands. `test` installs, builds native Release, ASan+UBSan and WASM
-# and runs every test; `demo` builds the edge and serves the web app on http://127.0.0.1:8080.
+# waymark.sh: Waymark's commands. `test` installs, builds native Release, ASan+UBSan and WASM
+# and runs every test; `demo` builds the edge and serves the web app on http://127.0.0.1:8080;
+# `bench` reruns the benchmarks and rewrites the table in docs/benchmarks.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +16,7 @@ readonly DEBIAN_PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev catch2
   emscripten nodejs
   liblmdb-dev lmdb-utils libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev
+  libhiredis-dev libnats-dev redis-server nats-server
   python3 python3-websockets python3-pytest chromium
 )
 
@@ -243,10 +245,25 @@ command_demo() {
   exec "$edge" --dev --listen 127.0.0.1:8080 --data "${WAYMARK_DATA:-./waymark-data}" --web web
 }
 
+# --- bench --------------------------------------------------------------------------------------
+
+# Reruns every benchmark (tests/bench/run_bench.py: the disk and lws limits, Waymark, Redis 7
+# Streams, NATS JetStream, all on loopback) and rewrites the table in docs/benchmarks.md.
+# Arguments go to the runner: its knobs (--duration, --idle-clients, ...) scale the run up.
+command_bench() {
+  install_dependencies
+  step "build $BUILD_ROOT/release (the edge and the load harness)"
+  build_release waymark-edge waymark-bench waymark-bench-echo waymark-fsync-probe
+  step "benchmarks (under 10 minutes by default)"
+  WAYMARK_BENCH_COMMAND="./waymark.sh bench${*:+ $*}" \
+    /usr/bin/python3 tests/bench/run_bench.py --build-dir "$BUILD_ROOT/release" "$@"
+}
+
 usage() {
   cat <<'EOF'
 usage: ./waymark.sh demo   install what is missing, build, run the edge on http://127.0.0.1:8080
        ./waymark.sh test   install what is missing, build Release, ASan+UBSan and WASM, run every test
+       ./waymark.sh bench  build Release, rerun the benchmarks, rewrite docs/benchmarks.md
 EOF
 }
 
@@ -255,6 +272,7 @@ main() {
   case "${1:-}" in
     test) command_test ;;
     demo) command_demo ;;
+    bench) shift; command_bench "$@" ;;
     *) usage >&2; exit 2 ;;
   esac
 }

@@ -68,6 +68,15 @@ std::int64_t t0_of(const boost::json::value& body) {
   return 0;
 }
 
+// A harness message id: kind ('c' ingest connection, 'p' publisher), who, 'n', counter.
+std::string message_id(char kind, std::size_t who, std::int64_t counter) {
+  std::string id(1, kind);
+  id += std::to_string(who);
+  id += 'n';
+  id += std::to_string(counter);
+  return id;
+}
+
 // The number after the last 'n' of a harness id ("c12n345" -> 345).
 std::int64_t counter_of(const std::string& id) {
   auto at = id.rfind('n');
@@ -161,15 +170,14 @@ class Ingest final : public WsHandler {
   // Sends while the window (and the rate, if any) allows.
   void fill(WsConn& conn) {
     Conn& state = conns_[conn.index];
-    while (sending_ && state.ready && state.in_flight < options_.window && allowed()) {
+    while (sending_ && state.ready && state.in_flight < options_.window && allowed() &&
+           (limit_ == 0 || sent_ < limit_)) {
       std::int64_t counter = state.next++;
       std::int64_t t = now_ns();
       state.sent_at.push_back(t);
       boost::json::value body = body_;
       body.as_object()["t0"] = t;
-      driver_->send(conn, send_text(state.conv, "c" + std::to_string(conn.index) + "n" +
-                                                    std::to_string(counter),
-                                    std::move(body)));
+      driver_->send(conn, send_text(state.conv, message_id('c', conn.index, counter), std::move(body)));
       ++state.in_flight;
       ++sent_;
     }
@@ -219,6 +227,7 @@ class Ingest final : public WsHandler {
   WsDriver* driver_ = nullptr;
   std::vector<Conn> conns_;
   bool sending_ = true;
+  std::uint64_t limit_ = 0;  // stop after this many sends (0: no limit)
   std::int64_t start_ns_ = now_ns();
   std::int64_t measure_from_ = 0;
   std::int64_t measure_until_ = 0;
@@ -432,8 +441,7 @@ class Subscribers final : public WsHandler {
         boost::json::value body = body_;
         body.as_object()["t0"] = now_ns();
         const std::string& conv = convs[sent_ % convs.size()];
-        driver_->send(conn, send_text(conv, "p" + std::to_string(p) + "n" + std::to_string(state.next++),
-                                      std::move(body)));
+        driver_->send(conn, send_text(conv, message_id('p', p, state.next++), std::move(body)));
         ++state.in_flight;
         ++sent_;
       }
@@ -637,10 +645,12 @@ bool replay(const BenchOptions& options, Summary& summary) {
       return true;
     }
     fill.sending_ = true;
+    fill.limit_ = target;
+    fill.start_ns_ = now_ns();
     for (std::size_t i = 0; i < driver.size(); ++i) fill.fill(driver.conn(i));
     driver.run_until([&] { return fill.acked_ + fill.nacks_ >= target && fill.sent_ == fill.acked_ + fill.nacks_; },
                      ms(options.timeout_s * 10), [&] {
-                       if (fill.sent_ >= target) fill.sending_ = false;
+                       fill.tick();
                        progress.maybe_print("fill: acked " + std::to_string(fill.acked_) + "/" + std::to_string(target));
                      });
     if (fill.acked_ < target) {

@@ -1,0 +1,66 @@
+# A small smoke run of the load harness (edge/bench/waymark-bench) against a real edge: tiny
+# counts, correctness only (everything acked, no gap, no repeat). Speed lives in
+# docs/benchmarks.md, never in these assertions. Rates stay far below the edge's default
+# per-connection rate limit, so the edge runs with its default flags.
+import json
+import os
+import subprocess
+
+import pytest
+
+HARNESS_TIMEOUT = 120  # stops a wedged run; not a timing claim
+
+
+@pytest.fixture(scope="module")
+def bench_binary(edge_binary):
+    path = os.path.join(os.path.dirname(edge_binary), "bench", "waymark-bench")
+    if not os.access(path, os.X_OK):
+        pytest.skip("waymark-bench is not built next to the edge (%s)" % path)
+    return path
+
+
+def run_bench(bench_binary, edge, scenario, *args):
+    proc = subprocess.run(
+        [bench_binary, scenario, "--port", str(edge.port), "--server-pid", str(edge.proc.pid),
+         "--json", "--timeout", "60"] + [str(a) for a in args],
+        capture_output=True, text=True, timeout=HARNESS_TIMEOUT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, "no summary (exit %d); stderr:\n%s\nedge:\n%s" % (
+        proc.returncode, proc.stderr[-3000:], edge.stderr_tail())
+    summary = json.loads(lines[-1])
+    assert summary["ok"], "problems: %s\nsummary: %s\nstderr:\n%s" % (
+        summary["problems"], summary, proc.stderr[-3000:])
+    assert proc.returncode == 0, summary
+    return summary
+
+
+def test_ingest_every_send_acked(bench_binary, edge):
+    s = run_bench(bench_binary, edge, "ingest", "--conns", 4, "--window", 4, "--rate", 200,
+                  "--duration", 1, "--warmup", 0.2)
+    assert s["sent"] > 0 and s["acked"] == s["sent"] and s["nacked"] == 0
+    assert s["ack_samples"] > 0
+
+
+def test_fanout_every_subscriber_gets_every_message_once(bench_binary, edge):
+    s = run_bench(bench_binary, edge, "fanout", "--subs", 20, "--publishers", 1,
+                  "--fanout-rate", 100, "--duration", 1, "--warmup", 0.2)
+    assert s["published"] > 0 and s["gaps"] == 0 and s["repeats"] == 0
+
+
+def test_idle_connections_subscribe(bench_binary, edge):
+    s = run_bench(bench_binary, edge, "idle", "--clients", 50, "--convs", 5, "--settle", 0.2)
+    assert s["ready"] == 50 and s["server_rss_after_mib"] > 0
+
+
+def test_storm_reconnects_without_gap_or_repeat(bench_binary, edge):
+    # Every socket is dropped a quarter of the way through; each client resumes from its cursor.
+    s = run_bench(bench_binary, edge, "storm", "--clients", 60, "--convs", 5, "--messages", 200,
+                  "--storm-rate", 400)
+    assert s["caught_up_s"] >= 0 and s["gaps"] == 0 and s["repeats"] == 0
+    assert s["delivered"] >= 200 * 60 // 5
+
+
+def test_replay_pages_through_more(bench_binary, edge):
+    s = run_bench(bench_binary, edge, "replay", "--replay-messages", 1500, "--replay-limit", 500,
+                  "--conns", 3, "--window", 4, "--rate", 600)
+    assert s["sub_rounds"] >= 3 and s["gaps"] == 0 and s["repeats"] == 0
