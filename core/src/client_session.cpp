@@ -20,6 +20,8 @@ template <typename... Fs>
 Overloaded(Fs...) -> Overloaded<Fs...>;
 
 constexpr int kCloseNormal = 1000;
+constexpr int kCloseUnauthorized = 4001;
+constexpr std::string_view kByeTokenExpired = "token_expired";
 constexpr std::size_t kUnlimitedIncoming = static_cast<std::size_t>(-1);
 
 void take_min(std::optional<TimeMs>& deadline, TimeMs candidate) {
@@ -220,6 +222,15 @@ void ClientSession::schedule_reconnect(TimeMs now, std::string reason) {
   emit(ConnectionEvent{ConnectionState::offline, next_connect_at_, std::move(reason)});
 }
 
+void ClientSession::stop_unauthorized(TimeMs now, const std::string& detail) {
+  // The same token will not do better: stop until the host sets a token and reconnects.
+  // Stopped first, so connection_lost neither schedules nor announces a retry.
+  phase_ = Phase::stopped;
+  bye_window_.reset();
+  connection_lost(now, "unauthorized", true, kCloseNormal);
+  emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + detail});
+}
+
 void ClientSession::write(const Frame& frame) {
   if (connection_) io_.emplace_back(WriteFrame{connection_, serialize(frame)});
 }
@@ -241,8 +252,15 @@ void ClientSession::on_open(ConnectionId connection, TimeMs now) {
   write(hello);
 }
 
-void ClientSession::on_close(ConnectionId connection, TimeMs now) {
+void ClientSession::on_close(ConnectionId connection, TimeMs now, std::optional<int> close_code) {
   if (!is_current(connection)) return;
+  if (close_code == kCloseUnauthorized) {
+    // The err or bye that should precede a 4001 did not arrive (the edge closed before
+    // writing it): the close code alone says the token was refused.
+    connection_ = 0;  // already closed: nothing to ask the host to close
+    stop_unauthorized(now, "closed 4001");
+    return;
+  }
   connection_lost(now, "closed", false, kCloseNormal);
 }
 
@@ -538,6 +556,12 @@ void ClientSession::handle(const Presence& frame, TimeMs) {
 }
 
 void ClientSession::handle(const Bye& frame, TimeMs now) {
+  if (frame.reason == kByeTokenExpired) {
+    // The edge ends the session at the token's exp. Its retry window does not apply: the same
+    // token would only be refused, so this waits for a new one like err unauthorized does.
+    stop_unauthorized(now, "token expired");
+    return;
+  }
   bye_window_ = std::make_pair(frame.retry_min_ms, frame.retry_max_ms);
   connection_lost(now, "bye:" + frame.reason, true, kCloseNormal);
 }
@@ -553,11 +577,7 @@ void ClientSession::handle(const Err& frame, TimeMs now) {
       if (c.gap_rid == frame.rid) c.gap_rid.reset();  // retried after request_timeout
   }
   if (frame.code == ErrorCode::unauthorized) {
-    // The same token will not do better: stop until the host sets a token and reconnects.
-    // Stopped first, so connection_lost neither schedules nor announces a retry.
-    phase_ = Phase::stopped;
-    connection_lost(now, "unauthorized", true, kCloseNormal);
-    emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + frame.msg});
+    stop_unauthorized(now, frame.msg);
     return;
   }
   emit(ErrorEvent{Error{frame.code, frame.msg}, frame.rid});

@@ -1221,6 +1221,135 @@ TEST_CASE("err unauthorized stops reconnecting until set_token and connect_now",
   CHECK(h.session.connection_state() == ConnectionState::online);
 }
 
+TEST_CASE("bye token_expired stops like unauthorized; a new token resumes the outbox and cursors",
+          "[client_session]") {
+  Harness h(123);
+  h.connect();
+  h.subscribed("ops", 5);
+  h.feed(msg_frame("ops", 6, "m6", "bob"));
+  REQUIRE(h.session.cursor("ops") == std::optional<Seq>(6));
+  std::string acked = h.sent_and_acked("ops", 7, "acked before expiry");
+  h.feed(msg_frame("ops", 7, acked, "alice", "acked before expiry"));
+  REQUIRE(h.session.cursor("ops") == std::optional<Seq>(7));
+  std::string in_flight = h.session.send("ops", json::object{{"text", "around expiry"}}, h.now);
+  auto first_sends = only<Send>(h.frames());
+  REQUIRE(first_sends.size() == 1);
+  CHECK(first_sends[0].id == in_flight);
+  h.take_events();
+
+  h.now += 3000;
+  h.feed(Bye{"token_expired", 0, 1000});
+  auto closed = h.take_closed();
+  REQUIRE(closed.size() == 1);
+  CHECK(closed[0].connection == h.conn);
+  auto events = h.take_events();
+  auto offline = only<ConnectionEvent>(events);
+  REQUIRE(offline.size() == 1);  // one event, and it names the token
+  CHECK(offline[0].state == ConnectionState::offline);
+  CHECK(offline[0].reason.rfind("unauthorized", 0) == 0);
+  CHECK(offline[0].reason.find("expired") != std::string::npos);
+  CHECK_FALSE(offline[0].next_retry_at);
+  CHECK(only<ErrorEvent>(events).empty());
+  CHECK(h.session.connection_state() == ConnectionState::offline);
+  // The bye's retry window does not apply: nothing is scheduled with the expired token.
+  CHECK_FALSE(h.session.next_deadline());
+  h.timer_at(h.now + 1000);
+  h.timer_at(h.now + 3'600'000);
+  CHECK(h.take_opened().empty());
+
+  // Sending while waiting for a token queues; nothing is written anywhere.
+  std::string offline_id = h.session.send("ops", json::object{{"text", "while expired"}}, h.now);
+  CHECK(h.frames().empty());
+  CHECK(h.session.outbox_size() == 2);
+  CHECK(h.session.cursor("ops") == std::optional<Seq>(7));
+
+  h.session.set_token("dev:alice-renewed");
+  h.session.connect_now(h.now);
+  REQUIRE(h.take_opened().size() == 1);
+  h.open();
+  auto hello = only<Hello>(h.frames());
+  REQUIRE(hello.size() == 1);
+  CHECK(hello[0].token == "dev:alice-renewed");
+  REQUIRE(hello[0].subs.size() == 1);
+  CHECK(hello[0].subs[0].conv == "ops");
+  CHECK(hello[0].subs[0].after == std::optional<Seq>(7));  // resumes after the own acked seq
+
+  h.feed(welcome_frame());
+  CHECK(h.session.connection_state() == ConnectionState::online);
+  auto resent = only<Send>(h.frames());
+  REQUIRE(resent.size() == 2);
+  CHECK(resent[0].id == in_flight);  // same id: the edge stores it once, acks a dup
+  CHECK(resent[0].trace == first_sends[0].trace);
+  CHECK(resent[1].id == offline_id);
+  for (const auto& send : resent) CHECK(send.id != acked);
+
+  h.feed(subd_frame("ops", 7));
+  h.feed(ack_frame("ops", in_flight, Seq{8}, true));
+  h.feed(ack_frame("ops", offline_id, Seq{9}));
+  CHECK(h.session.outbox_size() == 0);
+  h.feed(msg_frame("ops", 8, in_flight, "alice", "around expiry"));
+  h.feed(msg_frame("ops", 9, offline_id, "alice", "while expired"));
+  auto messages = only<MessageEvent>(h.take_events());
+  CHECK(seqs_of(messages) == std::vector<Seq>{8, 9});
+  CHECK(h.session.cursor("ops") == std::optional<Seq>(9));
+}
+
+TEST_CASE("after token_expired, connect_now with the same token is refused and stops again",
+          "[client_session]") {
+  Harness h(124);
+  h.connect();
+  h.feed(Bye{"token_expired", 0, 1000});
+  h.clear();
+  h.session.connect_now(h.now);  // e.g. the browser came online; the host had no new token
+  REQUIRE(h.take_opened().size() == 1);
+  h.open();
+  h.feed(err_frame(ErrorCode::unauthorized, "token: expired"));
+  auto offline = only<ConnectionEvent>(h.take_events());
+  REQUIRE_FALSE(offline.empty());
+  CHECK(offline.back().reason == "unauthorized: token: expired");
+  for (const auto& e : offline) CHECK_FALSE(e.next_retry_at);
+  CHECK_FALSE(h.session.next_deadline());
+}
+
+TEST_CASE("a socket closed with 4001 and no err stops like unauthorized; other codes reconnect",
+          "[client_session]") {
+  Harness h(125);
+  h.connect();
+  std::string id = h.session.send("ops", json::object{{"text", "x"}}, h.now);
+  REQUIRE(only<Send>(h.frames()).size() == 1);
+  h.take_events();
+
+  h.session.on_close(h.conn, h.now, 4001);
+  h.collect();
+  CHECK(h.take_closed().empty());  // it is closed already
+  auto offline = only<ConnectionEvent>(h.take_events());
+  REQUIRE(offline.size() == 1);
+  CHECK(offline[0].reason.rfind("unauthorized", 0) == 0);
+  CHECK_FALSE(offline[0].next_retry_at);
+  CHECK_FALSE(h.session.next_deadline());
+  CHECK(h.session.outbox_size() == 1);
+
+  h.session.set_token("dev:alice-renewed");
+  h.session.connect_now(h.now);
+  REQUIRE(h.take_opened().size() == 1);
+  h.open();
+  CHECK(only<Hello>(h.frames()).at(0).token == "dev:alice-renewed");
+  h.feed(welcome_frame());
+  auto resent = only<Send>(h.frames());
+  REQUIRE(resent.size() == 1);
+  CHECK(resent[0].id == id);
+
+  // 1001 (shutdown) without a bye is an ordinary loss: a reconnect is scheduled.
+  h.take_events();
+  h.session.on_close(h.conn, h.now, 1001);
+  h.collect();
+  offline = only<ConnectionEvent>(h.take_events());
+  REQUIRE(offline.size() == 1);
+  CHECK(offline[0].reason == "closed");
+  CHECK(offline[0].next_retry_at);
+  CHECK(h.session.next_deadline());
+}
+
 TEST_CASE("close() stops the session without promising a reconnect", "[client_session]") {
   Harness h(122);
   h.connect();

@@ -33,10 +33,17 @@ class ClientSession {
   void connect_now(TimeMs now);   // "retry now", or the browser came online: skip the wait
   void set_token(std::string token);  // used from the next hello on
 
+  // The edge refusing the token (err unauthorized, bye token_expired, a close with 4001) stops
+  // the session: it emits ConnectionEvent{offline, no next_retry_at, "unauthorized: ..."} and
+  // never reconnects with the same token by itself. The host gets a new token, then calls
+  // set_token and connect_now; the outbox (same ids) and the cursors carry over.
+
   // ---- transport events, for the connection an OpenSocket named; stale ones are ignored ----
   void on_open(ConnectionId connection, TimeMs now);
   void on_frame(ConnectionId connection, std::string_view text, TimeMs now);
-  void on_close(ConnectionId connection, TimeMs now);
+  // `close_code`: the WebSocket close code when the host knows it. 4001 (unauthorized) stops
+  // the session as an err unauthorized does; any other code, or none, is an ordinary loss.
+  void on_close(ConnectionId connection, TimeMs now, std::optional<int> close_code = std::nullopt);
   void on_timer(TimeMs now);
 
   // ---- the app ----
@@ -123,6 +130,7 @@ class ClientSession {
   void begin_connect(TimeMs now);
   void connection_lost(TimeMs now, std::string reason, bool ask_close, int close_code);
   void schedule_reconnect(TimeMs now, std::string reason);
+  void stop_unauthorized(TimeMs now, const std::string& detail);
   void write(const Frame& frame);
   bool is_current(ConnectionId connection) const;
 
