@@ -12,6 +12,9 @@ constexpr int kCloseGoingAway = 1001;
 constexpr int kCloseTooLarge = 1009;
 constexpr int kCloseUnauthorized = 4001;
 constexpr int kCloseLagging = 4008;
+constexpr int kCloseAbusive = 4008;
+constexpr std::int64_t kMilli = 1000;  // milli-tokens per token
+constexpr std::size_t kTypingBucketsKept = 64;
 
 template <typename... Fs>
 struct Overloaded : Fs... {
@@ -64,8 +67,10 @@ std::vector<EdgeOutput> EdgeNode::take_outputs() {
 
 // ---- connection events --------------------------------------------------------------------
 
-void EdgeNode::on_connect(ConnId conn, TimeMs) {
-  connections_.emplace(conn, Connection{});
+void EdgeNode::on_connect(ConnId conn, TimeMs now, std::string peer) {
+  Connection& c = connections_[conn];
+  c.peer = std::move(peer);
+  if (config_.handshake_timeout_ms > 0) set_deadline(conn, c, now + config_.handshake_timeout_ms);
   counters_.connections_open = connections_.size();
 }
 
@@ -75,6 +80,11 @@ void EdgeNode::on_disconnect(ConnId conn, TimeMs) {
   std::vector<std::string> convs;
   for (const auto& [conv, sub] : it->second.subs) convs.push_back(conv);
   for (const auto& conv : convs) unsubscribe(conn, it->second, conv);
+  set_deadline(conn, it->second, 0);
+  if (it->second.counted) {
+    auto user = user_connections_.find({it->second.identity->tenant, it->second.identity->user});
+    if (user != user_connections_.end() && --user->second == 0) user_connections_.erase(user);
+  }
   connections_.erase(it);
   counters_.connections_open = connections_.size();
   // Writes still in the writer keep their tickets: they are stored and fanned out anyway;
@@ -83,7 +93,7 @@ void EdgeNode::on_disconnect(ConnId conn, TimeMs) {
     if (pending.conn == conn) pending.conn = 0;
 }
 
-void EdgeNode::on_binary(ConnId conn, TimeMs) {
+void EdgeNode::on_binary(ConnId conn, TimeMs now) {
   auto it = connections_.find(conn);
   if (it == connections_.end() || it->second.closing) return;
   ++counters_.frames_in["binary"];
@@ -92,6 +102,7 @@ void EdgeNode::on_binary(ConnId conn, TimeMs) {
     close(conn, it->second, kCloseUnauthorized, "unauthorized");
     return;
   }
+  if (!admit_frame(conn, it->second, nullptr, {}, now)) return;
   send_error(conn, ErrorCode::bad_frame, "frame: binary frames are not accepted", std::nullopt);
 }
 
@@ -124,6 +135,7 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
       close(conn, c, kCloseUnauthorized, "unauthorized");
       return;
     }
+    if (!admit_frame(conn, c, nullptr, text, now)) return;
     send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
     return;
   }
@@ -135,6 +147,7 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
     close(conn, c, kCloseUnauthorized, "unauthorized");
     return;
   }
+  if (c.identity && !admit_frame(conn, c, &frame, text, now)) return;
   std::visit(Overloaded{
                  [&](Hello& f) { handle(conn, c, std::move(f), now); },
                  [&](Sub& f) { handle(conn, c, std::move(f), now); },
@@ -165,11 +178,32 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   }
   auto identity = auth_.authenticate(frame.token, now);
   if (!identity.ok()) {
+    AuditRecord record = audit_of(c, "auth_failed", now);
+    record.detail = identity.error().message;
+    audit(std::move(record), now);
     send_error(conn, ErrorCode::unauthorized, identity.error().message, frame.rid);
     close(conn, c, kCloseUnauthorized, "unauthorized");
     return;
   }
+  std::uint32_t& user_connections =
+      user_connections_[{identity.value().tenant, identity.value().user}];
+  if (config_.max_conns_per_user > 0 && user_connections >= config_.max_conns_per_user) {
+    AuditRecord record = audit_of(c, "too_many_connections", now);
+    record.tenant = identity.value().tenant;
+    record.user = identity.value().user;
+    audit(std::move(record), now);
+    send_error(conn, ErrorCode::rate_limited,
+               "connections: at most " + std::to_string(config_.max_conns_per_user) +
+                   " per user",
+               frame.rid);
+    say_bye(conn, c, "too_many_connections", config_.abuse_retry_min_ms,
+            config_.abuse_retry_max_ms, kCloseAbusive);
+    return;
+  }
+  ++user_connections;
+  c.counted = true;
   c.identity = std::move(identity).value();
+  set_deadline(conn, c, c.identity->expires_at.value_or(0));
   Welcome welcome;
   welcome.session = make_hex_token(random_, 32);
   welcome.node = config_.node;
@@ -180,23 +214,23 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   welcome.rid = frame.rid;
   write_frame(conn, welcome);
   for (const SubRequest& request : frame.subs) {
-    if (check_access(conn, c, request.conv, std::nullopt))
+    if (check_access(conn, c, request.conv, "hello", std::nullopt, now))
       subscribe(conn, c, request, std::nullopt, now);
   }
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Sub&& frame, TimeMs now) {
-  if (!check_access(conn, c, frame.request.conv, frame.rid)) return;
+  if (!check_access(conn, c, frame.request.conv, "sub", frame.rid, now)) return;
   subscribe(conn, c, frame.request, frame.rid, now);
 }
 
-void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs) {
-  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs now) {
+  if (!check_access(conn, c, frame.conv, "unsub", frame.rid, now)) return;
   unsubscribe(conn, c, frame.conv);
 }
 
-void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs) {
-  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
+  if (!check_access(conn, c, frame.conv, "hist", frame.rid, now)) return;
   const std::string& tenant = c.identity->tenant;
   std::uint32_t limit = std::min(frame.limit.value_or(config_.hist_default), config_.hist_max);
   auto head = reader_.head(tenant, frame.conv);
@@ -241,6 +275,10 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs) {
 
 void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
   if (!c.identity->may_access(frame.conv)) {
+    AuditRecord record = audit_of(c, "forbidden", now);
+    record.conv = frame.conv;
+    record.frame = "send";
+    audit(std::move(record), now);
     send_nack(conn, frame.conv, frame.id, ErrorCode::forbidden,
               "conv: no access to \"" + frame.conv + "\"", false, frame.rid);
     return;
@@ -270,8 +308,8 @@ void EdgeNode::handle(ConnId conn, Connection&, Ping&& frame, TimeMs now) {
   write_frame(conn, Pong{frame.ts.value_or(now), frame.rid});
 }
 
-void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs) {
-  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now) {
+  if (!check_access(conn, c, frame.conv, "rcpt", frame.rid, now)) return;
   ReceiptRequest receipt{c.identity->tenant, c.identity->user, frame.conv, frame.seq, frame.kind};
   std::uint64_t ticket = next_ticket_++;
   pending_[ticket] = PendingWrite{conn,  frame.rid, receipt.tenant, frame.conv, {},
@@ -279,8 +317,16 @@ void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs) {
   outputs_.push_back(EdgePersist{WriteRequest{ticket, std::move(receipt)}});
 }
 
-void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs) {
-  if (!check_access(conn, c, frame.conv, frame.rid)) return;
+void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
+  if (!check_access(conn, c, frame.conv, "typing", frame.rid, now)) return;
+  if (!admit_typing(c, frame.conv, now)) {
+    send_error(conn, ErrorCode::rate_limited,
+               "typing: at most " + std::to_string(config_.typing_per_sec) +
+                   " per second per conversation",
+               frame.rid);
+    count_refusal(conn, c, now);
+    return;
+  }
   Typing out{frame.conv, frame.on, c.identity->user, std::nullopt};
   send_to_topic({c.identity->tenant, frame.conv},
                 std::make_shared<const std::string>(serialize(out)), conn);
@@ -290,6 +336,11 @@ void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs) {
 
 void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
                          const std::optional<std::string>& rid, TimeMs) {
+  if (config_.max_subs > 0 && !c.subs.count(request.conv) && c.subs.size() >= config_.max_subs)
+    return send_error(conn, ErrorCode::rate_limited,
+                      "subs: at most " + std::to_string(config_.max_subs) +
+                          " subscriptions per connection",
+                      rid);
   const std::string& tenant = c.identity->tenant;
   const std::string& user = c.identity->user;
   auto head = reader_.head(tenant, request.conv);
@@ -401,10 +452,141 @@ void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, S
 }
 
 bool EdgeNode::check_access(ConnId conn, const Connection& c, const std::string& conv,
-                            const std::optional<std::string>& rid) {
+                            std::string_view frame, const std::optional<std::string>& rid,
+                            TimeMs now) {
   if (c.identity->may_access(conv)) return true;
+  AuditRecord record = audit_of(c, "forbidden", now);
+  record.conv = conv;
+  record.frame = std::string(frame);
+  audit(std::move(record), now);
   send_error(conn, ErrorCode::forbidden, "conv: no access to \"" + conv + "\"", rid);
   return false;
+}
+
+// ---- limits and deadlines -----------------------------------------------------------------
+
+bool EdgeNode::Bucket::take(std::uint32_t per_sec, std::uint32_t burst, TimeMs now) {
+  if (per_sec == 0) return true;
+  const std::int64_t capacity = static_cast<std::int64_t>(std::max<std::uint32_t>(burst, 1)) * kMilli;
+  if (tokens < 0) {
+    tokens = capacity;
+  } else if (now > refilled_at) {
+    // Refill; elapsed is capped first so the product cannot overflow.
+    std::int64_t elapsed = std::min<std::int64_t>(now - refilled_at, capacity / per_sec + 1);
+    tokens = std::min(capacity, tokens + elapsed * static_cast<std::int64_t>(per_sec));
+  }
+  refilled_at = std::max(refilled_at, now);
+  if (tokens < kMilli) return false;
+  tokens -= kMilli;
+  return true;
+}
+
+bool EdgeNode::admit_frame(ConnId conn, Connection& c, const Frame* frame, std::string_view text,
+                           TimeMs now) {
+  if (c.frames.take(config_.rate_per_sec, config_.rate_burst, now)) return true;
+  std::string msg = "rate: more than " + std::to_string(config_.rate_per_sec) +
+                    " frames per second; slow down";
+  if (const Send* send = frame ? std::get_if<Send>(frame) : nullptr)
+    send_nack(conn, send->conv, send->id, ErrorCode::rate_limited, std::move(msg), true, send->rid);
+  else
+    send_error(conn, ErrorCode::rate_limited, std::move(msg),
+               frame ? rid_of(*frame) : rid_of_bad_frame(text));
+  count_refusal(conn, c, now);
+  return false;
+}
+
+void EdgeNode::count_refusal(ConnId conn, Connection& c, TimeMs now) {
+  if (c.refusals == 0 || now - c.refusals_since >= config_.abuse_window_ms) {
+    c.refusals_since = now;
+    c.refusals = 0;
+  }
+  if (++c.refusals < config_.abuse_refusals || config_.abuse_refusals == 0) return;
+  AuditRecord record = audit_of(c, "abusive", now);
+  record.detail = std::to_string(c.refusals) + " refused frames within " +
+                  std::to_string(config_.abuse_window_ms) + " ms";
+  audit(std::move(record), now);
+  say_bye(conn, c, "abusive", config_.abuse_retry_min_ms, config_.abuse_retry_max_ms,
+          kCloseAbusive);
+}
+
+bool EdgeNode::admit_typing(Connection& c, const std::string& conv, TimeMs now) {
+  if (config_.typing_per_sec == 0) return true;
+  if (c.typing.size() >= kTypingBucketsKept && !c.typing.count(conv)) {
+    // Forget buckets idle for a second or more: they are full again anyway.
+    std::erase_if(c.typing, [&](const auto& entry) { return now - entry.second.refilled_at >= 1000; });
+  }
+  return c.typing[conv].take(config_.typing_per_sec, config_.typing_per_sec, now);
+}
+
+void EdgeNode::set_deadline(ConnId conn, Connection& c, TimeMs at) {
+  if (c.deadline) deadlines_.erase({c.deadline, conn});
+  c.deadline = at;
+  if (at) deadlines_.insert({at, conn});
+}
+
+std::optional<TimeMs> EdgeNode::next_deadline() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return deadlines_.begin()->first;
+}
+
+void EdgeNode::on_timer(TimeMs now) {
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    ConnId conn = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = connections_.find(conn);
+    if (it == connections_.end()) continue;
+    Connection& c = it->second;
+    c.deadline = 0;
+    if (c.closing) continue;
+    if (!c.identity) {
+      send_error(conn, ErrorCode::unauthorized,
+                 "hello: not received within " + std::to_string(config_.handshake_timeout_ms) +
+                     " ms",
+                 std::nullopt);
+      close(conn, c, kCloseUnauthorized, "unauthorized");
+    } else {
+      say_bye(conn, c, "token_expired", config_.expired_retry_min_ms,
+              config_.expired_retry_max_ms, kCloseUnauthorized);
+    }
+  }
+}
+
+// ---- audit --------------------------------------------------------------------------------
+
+AuditRecord EdgeNode::audit_of(const Connection& c, std::string event, TimeMs now) const {
+  AuditRecord record;
+  record.ts = now;
+  record.event = std::move(event);
+  if (c.identity) {
+    record.tenant = c.identity->tenant;
+    record.user = c.identity->user;
+  }
+  if (!c.peer.empty()) record.peer = c.peer;
+  return record;
+}
+
+void EdgeNode::audit(AuditRecord record, TimeMs now, bool always) {
+  if (!always && !audit_bucket_.take(config_.audit_per_sec, config_.audit_per_sec, now)) {
+    ++counters_.audit_suppressed;
+    return;
+  }
+  ++counters_.audit_records;
+  outputs_.push_back(EdgePersist{WriteRequest{0, AuditRequest{std::move(record)}}});
+}
+
+void EdgeNode::reload_auth(TimeMs now) {
+  auto reloaded = auth_.reload();
+  if (!reloaded) return;
+  AuditRecord record;
+  record.ts = now;
+  if (reloaded->ok()) {
+    record.event = "secret_reload";
+    record.detail = reloaded->value();
+  } else {
+    record.event = "secret_reload_failed";
+    record.detail = reloaded->error().message;
+  }
+  audit(std::move(record), now, true);
 }
 
 // ---- the writer's answers -----------------------------------------------------------------
@@ -436,6 +618,7 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
                      send_to_topic({pending.tenant, pending.conv},
                                    std::make_shared<const std::string>(serialize(out)), 0);
                    },
+                   [&](const AuditOutcome&) {},
                    [&](const Error& error) {
                      if (pending.conn && connections_.count(pending.conn))
                        send_error(pending.conn, error.code, error.message, pending.rid);

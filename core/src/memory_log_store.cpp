@@ -63,7 +63,13 @@ class MemoryTxn final : public LogTxn {
     return ok_status();
   }
 
+  Status append_audit(std::string_view record) override {
+    staged_.audit.emplace_back(record);
+    return ok_status();
+  }
+
   void apply_to(MemoryLogStore::Data& data) {
+    for (auto& record : staged_.audit) data.audit.push_back(std::move(record));
     for (auto& [k, v] : staged_.log) data.log[k] = std::move(v);
     for (auto& [k, v] : staged_.ids) data.ids[k] = v;
     for (auto& [k, v] : staged_.receipts) data.receipts[k] = v;

@@ -53,12 +53,12 @@ Result<AppendOutcome> apply_append(LogTxn& txn, const AppendRequest& request) {
 
 // Receipts only move forward; a read receipt also counts as delivered. A receipt past the
 // conversation's head is refused: nobody can have read what does not exist.
-Result<std::variant<AppendOutcome, ReceiptOutcome, Error>> apply_receipt(
+Result<WriteResult> apply_receipt(
     LogTxn& txn, const ReceiptRequest& request) {
   auto head = txn.head(request.tenant, request.conv);
   if (!head.ok()) return head.error();
   if (request.seq > head.value())
-    return std::variant<AppendOutcome, ReceiptOutcome, Error>(make_error(
+    return WriteResult(make_error(
         ErrorCode::invalid, "seq: " + std::to_string(request.seq) +
                                 " is past the conversation's head " +
                                 std::to_string(head.value())));
@@ -75,7 +75,7 @@ Result<std::variant<AppendOutcome, ReceiptOutcome, Error>> apply_receipt(
     Status put = txn.put_receipts(request.tenant, request.user, request.conv, next);
     if (!put.ok()) return put.error();
   }
-  return std::variant<AppendOutcome, ReceiptOutcome, Error>(outcome);
+  return WriteResult(outcome);
 }
 
 }  // namespace
@@ -93,10 +93,14 @@ Result<std::vector<WriteOutcome>> apply_writes(LogTxn& txn,
       auto result = apply_append(txn, *append);
       if (!result.ok()) return result.error();
       outcome.result = std::move(result).value();
-    } else {
-      auto result = apply_receipt(txn, std::get<ReceiptRequest>(request.op));
+    } else if (const auto* receipt = std::get_if<ReceiptRequest>(&request.op)) {
+      auto result = apply_receipt(txn, *receipt);
       if (!result.ok()) return result.error();
       outcome.result = std::move(result).value();
+    } else {
+      Status stored = txn.append_audit(audit_json(std::get<AuditRequest>(request.op).record));
+      if (!stored.ok()) return stored.error();
+      outcome.result = AuditOutcome{};
     }
     outcomes.push_back(std::move(outcome));
   }

@@ -1,5 +1,6 @@
-// Who a connection is, and what it may touch. The one place the access rule lives.
-// Authenticators are called on the edge's lws thread.
+// Who a connection is, and what it may touch. The one place the access rule and the token
+// claims rule live; the JWT signature check itself is the edge's (libjwt), since the core
+// carries no crypto. Authenticators are called on the edge's lws thread.
 #pragma once
 
 #include <optional>
@@ -27,15 +28,26 @@ class Authenticator {
   virtual ~Authenticator() = default;
   // unauthorized with a reason, or the identity.
   virtual Result<Identity> authenticate(std::string_view token, TimeMs now) = 0;
+  // Re-reads whatever the authenticator verifies with (SIGHUP): a short description of what is
+  // in force now, or why the old set was kept. nullopt: nothing to reload.
+  virtual std::optional<Result<std::string>> reload() { return std::nullopt; }
 };
 
 // Dev mode: "dev:<user>" is user <user> of tenant "dev" with access to every conversation.
-// user: 1-64 chars of [A-Za-z0-9._@-].
 class DevAuthenticator final : public Authenticator {
  public:
   Result<Identity> authenticate(std::string_view token, TimeMs now) override;
 };
 
+// user: 1-64 chars of [A-Za-z0-9._@-]
 bool is_valid_user_name(std::string_view user);
+// tenant: 1-64 chars of [A-Za-z0-9._-]
+bool is_valid_tenant_name(std::string_view tenant);
+
+// The identity a verified token's claims (a JSON object) grant at `now`, or unauthorized
+// naming the claim at fault: sub (user name), tnt (tenant name), exp (NumericDate in seconds;
+// above 1e11 read as milliseconds; not past), convs (array of names or '*'-prefixes), and nbf
+// if present (not in the future). Other claims are ignored.
+Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now);
 
 }  // namespace waymark

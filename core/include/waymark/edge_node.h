@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "waymark/audit.h"
 #include "waymark/auth.h"
 #include "waymark/codec.h"
 #include "waymark/frames.h"
@@ -45,6 +46,24 @@ struct EdgeConfig {
   // bye.retry_ms when a lagging reader is dropped.
   TimeMs lagging_retry_min_ms = 250;
   TimeMs lagging_retry_max_ms = 2000;
+
+  // Limits (docs/security.md). Every frame a connection sends takes one token from its bucket
+  // of rate_burst tokens refilled at rate_per_sec (0: no limit); a frame finding it empty is
+  // refused with rate_limited. abuse_refusals refusals within abuse_window_ms: bye + 4008.
+  std::uint32_t rate_per_sec = 1000;
+  std::uint32_t rate_burst = 2000;
+  std::uint32_t abuse_refusals = 2000;
+  TimeMs abuse_window_ms = 10000;
+  std::uint32_t typing_per_sec = 2;          // per connection and conversation; bucket of as many
+  std::uint32_t max_subs = 1000;             // per connection
+  std::uint32_t max_conns_per_user = 100;    // per (tenant, user), counted after hello
+  TimeMs handshake_timeout_ms = 10000;       // socket open -> hello, else unauthorized + 4001
+  std::uint32_t audit_per_sec = 100;         // node-wide; further records are only counted
+  // bye.retry_ms for abusive, too_many_connections and token_expired closes.
+  TimeMs abuse_retry_min_ms = 5000;
+  TimeMs abuse_retry_max_ms = 30000;
+  TimeMs expired_retry_min_ms = 0;
+  TimeMs expired_retry_max_ms = 1000;
 };
 
 struct EdgeWrite {   // write a text frame (shared: a fanned-out msg is serialized once)
@@ -69,6 +88,8 @@ struct EdgeCounters {
   std::uint64_t fanout_deliveries = 0;
   std::uint64_t replayed_messages = 0;
   std::uint64_t connections_open = 0;
+  std::uint64_t audit_records = 0;     // handed to the writer
+  std::uint64_t audit_suppressed = 0;  // over audit_per_sec: counted, not stored
 };
 
 class EdgeNode {
@@ -76,7 +97,8 @@ class EdgeNode {
   // REQUIRES: reader, auth and random outlive the node.
   EdgeNode(EdgeConfig config, LogReader& reader, Authenticator& auth, RandomSource& random);
 
-  void on_connect(ConnId conn, TimeMs now);
+  // peer: the remote address, for audit records.
+  void on_connect(ConnId conn, TimeMs now, std::string peer = {});
   void on_text(ConnId conn, std::string_view text, TimeMs now);
   void on_binary(ConnId conn, TimeMs now);
   void on_oversized(ConnId conn, TimeMs now);  // a frame over max_frame: err + close 1009
@@ -85,6 +107,13 @@ class EdgeNode {
   void on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs now);
   void on_commit_failed(const std::vector<WriteRequest>& requests, const Error& error,
                         TimeMs now);
+
+  // Handshake timeouts and token expiry due by now. The host calls it at next_deadline().
+  void on_timer(TimeMs now);
+  std::optional<TimeMs> next_deadline() const;
+
+  // SIGHUP: the authenticator re-reads its secrets; the outcome is logged and audited.
+  void reload_auth(TimeMs now);
 
   // bye + close 4008: the host saw conn's queue pass its bound.
   void drop_lagging(ConnId conn, TimeMs now);
@@ -100,10 +129,23 @@ class EdgeNode {
     bool live = false;   // caught up: receives fanout
     Seq last_sent = 0;   // highest seq written to this connection for the conv
   };
+  // Milli-tokens, so refills are exact integers.
+  struct Bucket {
+    std::int64_t tokens = -1;  // -1: full (not used yet)
+    TimeMs refilled_at = 0;
+    bool take(std::uint32_t per_sec, std::uint32_t burst, TimeMs now);
+  };
   struct Connection {
     std::optional<Identity> identity;
     bool closing = false;
     std::map<std::string, Subscription> subs;  // by conv
+    std::string peer;
+    TimeMs deadline = 0;  // handshake deadline before hello, token expiry after (0: none)
+    Bucket frames;
+    std::map<std::string, Bucket> typing;      // by conv
+    TimeMs refusals_since = 0;
+    std::uint32_t refusals = 0;
+    bool counted = false;  // in user_connections_
   };
   struct Topic {  // one (tenant, conv) on this node
     std::set<ConnId> subscribers;
@@ -136,7 +178,14 @@ class EdgeNode {
   void send_to_topic(const TopicKey& key, const std::shared_ptr<const std::string>& text,
                      ConnId except);
   bool check_access(ConnId conn, const Connection& c, const std::string& conv,
-                    const std::optional<std::string>& rid);
+                    std::string_view frame, const std::optional<std::string>& rid, TimeMs now);
+  bool admit_frame(ConnId conn, Connection& c, const Frame* frame, std::string_view text,
+                   TimeMs now);
+  void count_refusal(ConnId conn, Connection& c, TimeMs now);
+  bool admit_typing(Connection& c, const std::string& conv, TimeMs now);
+  void set_deadline(ConnId conn, Connection& c, TimeMs at);
+  void audit(AuditRecord record, TimeMs now, bool always = false);
+  AuditRecord audit_of(const Connection& c, std::string event, TimeMs now) const;
 
   void write(ConnId conn, std::string text);
   void write_shared(ConnId conn, std::shared_ptr<const std::string> text);
@@ -156,6 +205,9 @@ class EdgeNode {
   bool shutting_down_ = false;
 
   std::unordered_map<ConnId, Connection> connections_;
+  std::set<std::pair<TimeMs, ConnId>> deadlines_;
+  std::map<std::pair<std::string, std::string>, std::uint32_t> user_connections_;
+  Bucket audit_bucket_;
   std::map<TopicKey, Topic> topics_;
   std::unordered_map<std::uint64_t, PendingWrite> pending_;  // by ticket
   std::uint64_t next_ticket_ = 1;

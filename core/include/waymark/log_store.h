@@ -1,7 +1,8 @@
 // LogStore: the edge's durable log behind an interface (leveldb's Env pattern). The LMDB
 // implementation lives in edge/, the in-memory one in memory_log_store.h. Keys are
 // (tenant, conv, seq); the idempotency index is (tenant, conv, id) -> seq; receipts are
-// (tenant, user, conv). Readers may be called from any thread; write() from one writer only.
+// (tenant, user, conv); the audit log is a sequence of JSON records. Readers may be called
+// from any thread; write() from one writer only.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +61,8 @@ class LogTxn {
                                           std::string_view conv) = 0;
   virtual Status put_receipts(std::string_view tenant, std::string_view user,
                               std::string_view conv, const ReceiptCursors& cursors) = 0;
+  // Appends one record (a JSON object) to the audit log, after every earlier one.
+  virtual Status append_audit(std::string_view record) = 0;
 };
 
 class LogStore : public LogReader {

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "waymark/log_store.h"
 
@@ -28,6 +29,7 @@ class MemoryLogStore final : public LogStore {
     std::map<std::tuple<std::string, std::string, std::string>, Seq> ids;
     std::map<std::tuple<std::string, std::string, std::string>, ReceiptCursors> receipts;
     std::map<std::pair<std::string, std::string>, Seq> heads;
+    std::vector<std::string> audit;  // JSON records, oldest first
   };
   const Data& data() const { return data_; }
 

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "waymark/audit.h"
 #include "waymark/error.h"
 #include "waymark/frames.h"
 #include "waymark/log_store.h"
@@ -30,9 +31,13 @@ struct ReceiptRequest {
   ReceiptKind kind = ReceiptKind::read;
 };
 
+struct AuditRequest {  // appended to the audit log; ticket 0: nobody waits for it
+  AuditRecord record;
+};
+
 struct WriteRequest {
   std::uint64_t ticket = 0;  // the caller's, handed back in the outcome
-  std::variant<AppendRequest, ReceiptRequest> op;
+  std::variant<AppendRequest, ReceiptRequest, AuditRequest> op;
 };
 
 struct AppendOutcome {
@@ -48,9 +53,14 @@ struct ReceiptOutcome {
   ReceiptCursors cursors;     // after the write
 };
 
+struct AuditOutcome {};
+
+// Error: refused, e.g. seq > head
+using WriteResult = std::variant<AppendOutcome, ReceiptOutcome, AuditOutcome, Error>;
+
 struct WriteOutcome {
   std::uint64_t ticket = 0;
-  std::variant<AppendOutcome, ReceiptOutcome, Error> result;  // Error: refused, e.g. seq > head
+  WriteResult result;
 };
 
 // Applies the requests in order inside txn. A store error fails the whole batch (the caller
