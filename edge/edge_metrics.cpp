@@ -34,6 +34,10 @@ EdgeMetrics::EdgeMetrics()
                     .Help("msg frames sent as replay after sub").Register(*registry_).Add({})),
       lagging_(prometheus::BuildCounter().Name("waymark_lagging_closes_total")
                    .Help("Connections closed 4008 because their queue passed its bound").Register(*registry_).Add({})),
+      audit_records_(prometheus::BuildCounter().Name("waymark_audit_records_total")
+                         .Help("Audit records written (auth failures, forbidden, abuse, reloads)").Register(*registry_).Add({})),
+      audit_suppressed_(prometheus::BuildCounter().Name("waymark_audit_suppressed_total")
+                            .Help("Audit records not stored: over the node's audit rate").Register(*registry_).Add({})),
       connections_(prometheus::BuildGauge().Name("waymark_connections")
                        .Help("Open WebSocket connections").Register(*registry_).Add({})),
       queued_bytes_(prometheus::BuildGauge().Name("waymark_queued_bytes")
@@ -86,6 +90,8 @@ std::string EdgeMetrics::render(const EdgeCounters& node) {
   sync_scalar(duplicates_, "duplicates", node.duplicates);
   sync_scalar(fanout_, "fanout", node.fanout_deliveries);
   sync_scalar(replayed_, "replayed", node.replayed_messages);
+  sync_scalar(audit_records_, "audit_records", node.audit_records);
+  sync_scalar(audit_suppressed_, "audit_suppressed", node.audit_suppressed);
   connections_.Set(static_cast<double>(node.connections_open));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -47,6 +47,8 @@ class EdgeMetrics {
   prometheus::Counter& fanout_;
   prometheus::Counter& replayed_;
   prometheus::Counter& lagging_;
+  prometheus::Counter& audit_records_;
+  prometheus::Counter& audit_suppressed_;
   prometheus::Gauge& connections_;
   prometheus::Gauge& queued_bytes_;
   prometheus::Gauge& lmdb_bytes_;

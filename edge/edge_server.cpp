@@ -43,13 +43,29 @@ std::string_view frame_type_of(const std::string& text) {
   return std::string_view(text).substr(kPrefix.size(), end - kPrefix.size());
 }
 
+// An audit record as a log line too: {"event":"audit","audit":true,"kind":...,...}.
+void log_audit(const AuditRecord& record) {
+  boost::json::object fields{{"audit", true}, {"kind", record.event}};
+  auto put = [&](const char* key, const std::optional<std::string>& value) {
+    if (value) fields[key] = *value;
+  };
+  put("tenant", record.tenant);
+  put("user", record.user);
+  put("conv", record.conv);
+  put("frame", record.frame);
+  put("peer", record.peer);
+  put("detail", record.detail);
+  bool routine = record.event == "secret_reload";
+  log_event(routine ? LogLevel::info : LogLevel::warn, "audit", std::move(fields));
+}
+
 }  // namespace
 
 EdgeServer::EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth)
     : options_(std::move(options)), store_(store), auth_(auth), random_(std::make_unique<OsRandom>()) {
   // One largest frame must always fit in a queue, or every such message would lag its reader.
   options_.max_queue_bytes = std::max(options_.max_queue_bytes, 2 * options_.max_frame + 4096);
-  EdgeConfig config;
+  EdgeConfig config = options_.node_config;
   config.node = options_.node;
   config.heartbeat_ms = options_.heartbeat_ms;
   config.max_frame = options_.max_frame;
@@ -126,13 +142,24 @@ Status EdgeServer::start() {
   // UTF-8 is checked by the JSON parser, which answers err bad_frame and keeps the socket.
   info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
   info.user = this;
+  // lws's own pending states (a TLS handshake, HTTP headers, the upgrade) end after this: a
+  // slow-loris socket never reaches the node's hello deadline.
+  info.timeout_secs = static_cast<unsigned int>(
+      std::max<TimeMs>(1, (options_.node_config.handshake_timeout_ms + 999) / 1000));
+  if (!options_.tls_cert.empty()) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = options_.tls_cert.c_str();
+    info.ssl_private_key_filepath = options_.tls_key.c_str();
+  }
   lws_set_log_level(LLL_ERR, nullptr);
 
   context_ = lws_create_context(&info);
   if (!context_)
     return make_error(ErrorCode::unavailable,
                       "listen: cannot serve on " + options_.host + ":" + std::to_string(options_.port) +
-                          " (address in use or not available)");
+                          (options_.tls_cert.empty()
+                               ? std::string(" (address in use or not available)")
+                               : " (address in use, or the TLS certificate or key unusable)"));
   lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
   bound_port_ = vhost ? lws_get_vhost_listen_port(vhost) : options_.port;
 
@@ -140,7 +167,8 @@ Status EdgeServer::start() {
   lws_sul_schedule(context_, 0, &tick_.sul, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
   log_event(LogLevel::info, "listening",
             {{"host", options_.host}, {"port", bound_port_}, {"node", options_.node},
-             {"data", options_.data_dir}, {"dev", options_.dev}});
+             {"data", options_.data_dir}, {"dev", options_.dev},
+             {"tls", !options_.tls_cert.empty()}});
   return ok_status();
 }
 
@@ -157,6 +185,11 @@ int EdgeServer::run() {
 
 void EdgeServer::request_shutdown() {
   shutdown_requested_ = true;
+  if (context_) lws_cancel_service(context_);
+}
+
+void EdgeServer::request_reload() {
+  reload_requested_ = true;
   if (context_) lws_cancel_service(context_);
 }
 
@@ -184,7 +217,9 @@ int EdgeServer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* 
     case LWS_CALLBACK_ESTABLISHED: {
       session->id = next_conn_++;
       connections_[session->id].wsi = wsi;
-      node_->on_connect(session->id, now());
+      char peer[64] = {0};
+      lws_get_peer_simple(wsi, peer, sizeof peer);
+      node_->on_connect(session->id, now(), peer);
       flush();
       return 0;
     }
@@ -387,6 +422,9 @@ void EdgeServer::on_tick(lws_sorted_usec_list_t* sul) {
 
 void EdgeServer::tick() {
   auto steady_now = std::chrono::steady_clock::now();
+  if (reload_requested_.exchange(false)) node_->reload_auth(now());
+  node_->on_timer(now());  // handshake timeouts, token expiry
+  flush();
   if (shutdown_requested_ && phase_ == Phase::running) {
     phase_ = Phase::draining;
     shutdown_started_ = steady_now;
@@ -448,7 +486,11 @@ void EdgeServer::flush() {
         lws_set_timeout(it->second.wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
         lws_callback_on_writable(it->second.wsi);
       } else if (auto* persist = std::get_if<EdgePersist>(&output)) {
-        received_at_[persist->request.ticket] = std::chrono::steady_clock::now();
+        if (const auto* audit = std::get_if<AuditRequest>(&persist->request.op)) {
+          log_audit(audit->record);
+        } else {
+          received_at_[persist->request.ticket] = std::chrono::steady_clock::now();
+        }
         writer_->submit(std::move(persist->request));
       }
     }

@@ -39,6 +39,9 @@ struct EdgeOptions {
   TimeMs heartbeat_ms = 15000;
   std::size_t max_map_bytes = std::size_t{1} << 40;  // LMDB map cap; past it sends get nack retry
   std::chrono::milliseconds shutdown_grace{4500};    // SIGTERM: exit within this
+  std::string tls_cert, tls_key;                     // PEM files: serve wss:// and https:// only
+  // Limits and their bye windows (docs/security.md); node, heartbeat_ms and max_frame above win.
+  EdgeConfig node_config;
 };
 
 class EdgeServer {
@@ -53,6 +56,8 @@ class EdgeServer {
   int run();
   // Any thread: stop accepting, commit and ack what is in flight, bye everyone, exit.
   void request_shutdown();
+  // Any thread (SIGHUP): the authenticator re-reads its secrets on the lws thread.
+  void request_reload();
   int port() const { return bound_port_; }
 
  private:
@@ -115,6 +120,7 @@ class EdgeServer {
   std::uint64_t queued_bytes_total_ = 0;
 
   std::atomic<bool> shutdown_requested_{false};
+  std::atomic<bool> reload_requested_{false};
   Phase phase_ = Phase::running;
   std::chrono::steady_clock::time_point shutdown_started_{};
   bool finished_ = false;

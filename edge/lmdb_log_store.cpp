@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::size_t kSeqBytes = 8;
 constexpr std::size_t kReceiptBytes = 2 * kSeqBytes;
-constexpr unsigned kNamedDatabases = 4;  // log, ids, receipts, heads
+constexpr unsigned kNamedDatabases = 8;  // log, ids, receipts, heads, audit; room to grow
 // Read/write by the node's user only: the log holds tenants' messages.
 constexpr mdb_mode_t kFileMode = 0600;
 
@@ -278,6 +278,25 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
                      encode_receipts(cursors), 0);
   }
 
+  // Records are numbered from 1 in the order they are appended: the next number is one past
+  // the last key (MDB_APPEND: keys only grow).
+  Status append_audit(std::string_view record) override {
+    MDB_cursor* cursor = nullptr;
+    if (int rc = mdb_cursor_open(txn_, store_.dbis_.audit, &cursor)) return fail("mdb_cursor_open(audit)", rc);
+    MDB_val k{}, v{};
+    int rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+    mdb_cursor_close(cursor);
+    std::uint64_t last = 0;
+    if (rc == MDB_SUCCESS) {
+      auto decoded = decode_seq(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size), "audit");
+      if (!decoded.ok()) return decoded.error();
+      last = decoded.value();
+    } else if (rc != MDB_NOTFOUND) {
+      return fail("mdb_cursor_get(audit)", rc);
+    }
+    return put_value(store_.dbis_.audit, "mdb_put(audit)", encode_seq(last + 1), record, MDB_APPEND);
+  }
+
  private:
   Error fail(std::string_view call, int rc) {
     if (rc == MDB_MAP_FULL) map_full_ = true;
@@ -385,7 +404,8 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
     MDB_txn* txn = nullptr;
     if (int rc = mdb_txn_begin(env, nullptr, 0, &txn)) return lmdb_error("mdb_txn_begin", rc);
     const std::pair<const char*, MDB_dbi*> named[] = {
-        {"log", &dbis.log}, {"ids", &dbis.ids}, {"receipts", &dbis.receipts}, {"heads", &dbis.heads}};
+        {"log", &dbis.log},     {"ids", &dbis.ids},     {"receipts", &dbis.receipts},
+        {"heads", &dbis.heads}, {"audit", &dbis.audit}};
     for (const auto& [name, dbi] : named) {
       if (int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) {
         mdb_txn_abort(txn);
@@ -596,6 +616,37 @@ Status LmdbLogStore::sync() {
   std::shared_lock<std::shared_mutex> lock(map_mutex_);
   if (map_lost_) return make_error(ErrorCode::unavailable, "store: the map was lost");
   if (int rc = mdb_env_sync(env_, 1)) return lmdb_error("mdb_env_sync", rc);
+  return ok_status();
+}
+
+// ---- the audit log, read-only ------------------------------------------------------------
+
+Status read_audit_log(const std::string& dir,
+                      const std::function<void(std::uint64_t number, std::string_view record)>& each) {
+  MDB_env* env = nullptr;
+  if (int rc = mdb_env_create(&env)) return lmdb_error("mdb_env_create", rc);
+  std::unique_ptr<MDB_env, decltype(&mdb_env_close)> owned(env, &mdb_env_close);
+  if (int rc = mdb_env_set_maxdbs(env, kNamedDatabases)) return lmdb_error("mdb_env_set_maxdbs", rc);
+  if (int rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, kFileMode))
+    return lmdb_error("mdb_env_open(" + dir + ")", rc);
+  MDB_txn* txn = nullptr;
+  if (int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn)) return lmdb_error("mdb_txn_begin", rc);
+  std::unique_ptr<MDB_txn, decltype(&mdb_txn_abort)> owned_txn(txn, &mdb_txn_abort);
+  MDB_dbi dbi = 0;
+  int rc = mdb_dbi_open(txn, "audit", 0, &dbi);
+  if (rc == MDB_NOTFOUND) return ok_status();
+  if (rc) return lmdb_error("mdb_dbi_open(audit)", rc);
+  MDB_cursor* cursor = nullptr;
+  if ((rc = mdb_cursor_open(txn, dbi, &cursor))) return lmdb_error("mdb_cursor_open(audit)", rc);
+  std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> owned_cursor(cursor, &mdb_cursor_close);
+  MDB_val k{}, v{};
+  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    auto number = decode_seq(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size), "audit");
+    if (!number.ok()) return number.error();
+    each(number.value(), std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(audit)", rc);
   return ok_status();
 }
 

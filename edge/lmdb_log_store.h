@@ -85,6 +85,7 @@ class LmdbLogStore final : public LogStore {
     MDB_dbi ids = 0;
     MDB_dbi receipts = 0;
     MDB_dbi heads = 0;
+    MDB_dbi audit = 0;   // 8-byte big-endian record number -> audit record (JSON)
   };
   class Txn;       // an MDB_txn and the map lock it holds; defined in the .cpp
   class WriteTxn;  // the LogTxn over a write Txn
@@ -111,5 +112,10 @@ class LmdbLogStore final : public LogStore {
   bool map_lost_ = false;      // a remap failed: LMDB has no map; guarded by map_mutex_
   std::mutex write_mutex_;     // one write() at a time, so growth never races a writer
 };
+
+// Reads the audit log of the store in dir, oldest first, without writing anything: safe while
+// an edge serves from dir. A store without an audit log has no records.
+Status read_audit_log(const std::string& dir,
+                      const std::function<void(std::uint64_t number, std::string_view record)>& each);
 
 }  // namespace waymark::edge

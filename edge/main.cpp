@@ -9,6 +9,7 @@
 
 #include "edge_log.h"
 #include "edge_server.h"
+#include "jwt_authenticator.h"
 #include "lmdb_log_store.h"
 
 #ifndef WAYMARK_DEFAULT_WEB_DIR
@@ -37,11 +38,17 @@ bool split_listen(const std::string& listen, std::string& host, int& port) {
 
 int main(int argc, char** argv) {
   using namespace waymark::edge;
+  using waymark::EdgeConfig;
+  using waymark::Status;
+  using waymark::TimeMs;
   EdgeOptions options;
   options.web_dir = WAYMARK_DEFAULT_WEB_DIR;
   options.sdk_dir = WAYMARK_DEFAULT_SDK_DIR;
   std::string listen = "127.0.0.1:8080";
   std::string log_level = "info";
+  std::string secret_file;
+  bool print_audit = false;
+  EdgeConfig& limits = options.node_config;
 
   CLI::App app{"waymark-edge: a Waymark edge node. It stores every message durably in an LMDB "
                "log before acknowledging it, fans it out to subscribers and replays from cursors."};
@@ -65,7 +72,56 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  CLI11_PARSE(app, argc, argv);
+
+  // Security (docs/security.md).
+  app.add_option("--auth-secret-file", secret_file,
+                     "HS256 JWT secrets, one per line (>= 32 bytes each); every line verifies; "
+                     "SIGHUP re-reads the file")
+          ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", options.tls_cert, "PEM certificate: serve wss:// and https://")
+                          ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert")
+                         ->check(CLI::ExistingFile);
+
+  app.add_option("--rate-limit", limits.rate_per_sec,
+                 "Frames per second per connection (token bucket); 0: no limit")
+      ->capture_default_str();
+  app.add_option("--rate-burst", limits.rate_burst, "Frames a connection may send at once before --rate-limit applies")
+      ->capture_default_str()->check(CLI::Range(1u, 1u << 30));
+  app.add_option("--abuse-refusals", limits.abuse_refusals,
+                 "Refused frames within 10 s that close a connection as abusive (4008); 0: never")
+      ->capture_default_str();
+  app.add_option("--typing-rate", limits.typing_per_sec, "typing frames per second per connection and conversation; 0: no limit")
+      ->capture_default_str();
+  app.add_option("--max-subs", limits.max_subs, "Subscriptions per connection; 0: no limit")->capture_default_str();
+  app.add_option("--max-conns-per-user", limits.max_conns_per_user, "Open connections per user (tenant + sub); 0: no limit")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout-ms", limits.handshake_timeout_ms,
+                 "Time a socket has to complete its handshake and say hello")
+      ->capture_default_str()->check(CLI::Range(TimeMs{100}, TimeMs{600000}));
+  app.add_option("--audit-rate", limits.audit_per_sec, "Audit records stored per second at most (the rest are counted); 0: no limit")
+      ->capture_default_str();
+  app.add_flag("--print-audit", print_audit,
+               "Print the audit log of --data as JSON lines and exit (safe while an edge runs)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a clean exit; any bad argument is exit 2, like every other refusal to start.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  if (print_audit) {
+    Status read = read_audit_log(options.data_dir, [](std::uint64_t, std::string_view record) {
+      std::fwrite(record.data(), 1, record.size(), stdout);
+      std::fputc('\n', stdout);
+    });
+    if (!read.ok()) {
+      std::fprintf(stderr, "waymark-edge: cannot read the audit log in %s: %s\n",
+                   options.data_dir.c_str(), read.error().message.c_str());
+      return 1;
+    }
+    return 0;
+  }
 
   LogLevel level = LogLevel::info;
   parse_log_level(log_level, level);
@@ -74,12 +130,34 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "waymark-edge: --listen must be HOST:PORT, got \"%s\"\n", listen.c_str());
     return 2;
   }
-  if (!options.dev) {
-    std::fprintf(stderr,
-                 "waymark-edge: refusing to start without authentication: pass --dev to accept "
-                 "dev:<user> tokens (development only); JWT secrets (--auth-secret-file) are not "
-                 "supported by this build yet\n");
+  if (options.dev && !secret_file.empty()) {
+    std::fprintf(stderr, "waymark-edge: --dev and --auth-secret-file exclude each other: dev "
+                         "tokens or JWTs, not both\n");
     return 2;
+  }
+  if (!options.dev && secret_file.empty()) {
+    std::fprintf(stderr,
+                 "waymark-edge: refusing to start without authentication: pass "
+                 "--auth-secret-file FILE (HS256 JWT secrets), or --dev to accept dev:<user> "
+                 "tokens (development only)\n");
+    return 2;
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    std::fprintf(stderr, "waymark-edge: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  std::unique_ptr<waymark::Authenticator> auth;
+  if (options.dev) {
+    auth = std::make_unique<waymark::DevAuthenticator>();
+  } else {
+    auto jwt = JwtAuthenticator::Open(secret_file);
+    if (!jwt.ok()) {
+      std::fprintf(stderr, "waymark-edge: %s\n", jwt.error().message.c_str());
+      return 2;
+    }
+    log_event(LogLevel::info, "secrets_loaded",
+              {{"file", secret_file}, {"secrets", jwt.value()->secret_count()}});
+    auth = std::move(jwt).value();
   }
   if (!std::filesystem::is_directory(options.web_dir))
     log_event(LogLevel::warn, "no_web_dir", {{"web", options.web_dir}});
@@ -90,6 +168,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -102,8 +181,7 @@ int main(int argc, char** argv) {
                  store.error().message.c_str());
     return 1;
   }
-  waymark::DevAuthenticator dev_auth;
-  EdgeServer server(options, *store.value(), dev_auth);
+  EdgeServer server(options, *store.value(), *auth);
   if (auto started = server.start(); !started.ok()) {
     std::fprintf(stderr, "waymark-edge: %s\n", started.error().message.c_str());
     return 1;
@@ -117,6 +195,9 @@ int main(int argc, char** argv) {
       if (signal == SIGTERM || signal == SIGINT) {
         log_event(LogLevel::info, "signal", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
         server.request_shutdown();
+      } else if (signal == SIGHUP) {
+        log_event(LogLevel::info, "signal", {{"signal", "SIGHUP"}});
+        server.request_reload();
       }
     }
   });
