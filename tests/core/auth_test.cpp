@@ -134,3 +134,75 @@ TEST_CASE("auth: may_access matches exact names and '*' prefixes only", "[auth]"
     CHECK_FALSE(identity.may_access("ops-x"));
   }
 }
+
+TEST_CASE("auth: claims give the identity: sub, tnt, exp in seconds, convs", "[auth][jwt]") {
+  const std::string exp = std::to_string(kNow / 1000 + 60);
+  auto identity = identity_from_claims(
+      R"({"sub":"alice","tnt":"acme","exp":)" + exp + R"(,"convs":["ops","team-*"],"extra":1})", kNow);
+  REQUIRE(identity.ok());
+  CHECK(identity.value().user == "alice");
+  CHECK(identity.value().tenant == "acme");
+  CHECK(identity.value().expires_at == std::optional<TimeMs>((kNow / 1000 + 60) * 1000));
+  CHECK(!identity.value().all_convs);
+  CHECK(identity.value().may_access("ops"));
+  CHECK(identity.value().may_access("team-red"));
+  CHECK(!identity.value().may_access("payroll"));
+
+  // "*" alone is every conversation; an empty list is none; exp above 1e11 is milliseconds.
+  auto everything = identity_from_claims(
+      R"({"sub":"a","tnt":"t","exp":)" + std::to_string(kNow + 5) + R"(,"convs":["*"]})", kNow);
+  REQUIRE(everything.ok());
+  CHECK(everything.value().expires_at == std::optional<TimeMs>(kNow + 5));
+  CHECK(everything.value().may_access("anything.at:all"));
+  auto nothing = identity_from_claims(R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[]})", kNow);
+  REQUIRE(nothing.ok());
+  CHECK(!nothing.value().may_access("ops"));
+}
+
+TEST_CASE("auth: claims that are missing, malformed, expired or not yet valid are refused",
+          "[auth][jwt]") {
+  const std::string exp = std::to_string(kNow / 1000 + 60);
+  const std::string past = std::to_string(kNow / 1000 - 1);
+  const std::string future = std::to_string(kNow / 1000 + 30);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"tnt":"t","exp":)" + exp + R"(,"convs":[]})", "sub"},
+      {R"({"sub":"a","exp":)" + exp + R"(,"convs":[]})", "tnt"},
+      {R"({"sub":"a","tnt":"t","convs":[]})", "exp"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + "}", "convs"},
+      {R"({"sub":"a b","tnt":"t","exp":)" + exp + R"(,"convs":[]})", "sub"},
+      {R"({"sub":7,"tnt":"t","exp":)" + exp + R"(,"convs":[]})", "sub"},
+      {R"({"sub":"a","tnt":"t/u","exp":)" + exp + R"(,"convs":[]})", "tnt"},
+      {R"({"sub":"a","tnt":"","exp":)" + exp + R"(,"convs":[]})", "tnt"},
+      {R"({"sub":"a","tnt":"t","exp":"soon","convs":[]})", "exp"},
+      {R"({"sub":"a","tnt":"t","exp":1.5,"convs":[]})", "exp"},
+      {R"({"sub":"a","tnt":"t","exp":)" + past + R"(,"convs":[]})", "expired"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"nbf":)" + future + R"(,"convs":[]})", "nbf"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":"ops"})", "convs"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[1]})", "convs"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":["no spaces"]})", "convs"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":["a*b"]})", "convs"},
+      {R"(["not","an","object"])", "object"},
+  };
+  for (const auto& [claims, named] : cases) {
+    INFO("claims " << claims);
+    auto identity = identity_from_claims(claims, kNow);
+    REQUIRE(!identity.ok());
+    CHECK(identity.error().code == ErrorCode::unauthorized);
+    CHECK(identity.error().message.find(named) != std::string::npos);
+  }
+  // nbf in the past is fine.
+  CHECK(identity_from_claims(R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"nbf":)" + past +
+                                 R"(,"convs":[]})",
+                             kNow)
+            .ok());
+}
+
+TEST_CASE("auth: tenant names are 1-64 chars of [A-Za-z0-9._-]", "[auth]") {
+  CHECK(is_valid_tenant_name("acme"));
+  CHECK(is_valid_tenant_name("Acme-Corp_2.eu"));
+  CHECK(is_valid_tenant_name(std::string(64, 't')));
+  CHECK(!is_valid_tenant_name(""));
+  CHECK(!is_valid_tenant_name(std::string(65, 't')));
+  CHECK(!is_valid_tenant_name("a@b"));
+  CHECK(!is_valid_tenant_name(std::string("a\0b", 3)));
+}

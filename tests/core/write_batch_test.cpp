@@ -96,7 +96,8 @@ Msg parse_stored(const std::string& frame) {
 }
 
 bool same_data(const MemoryLogStore::Data& a, const MemoryLogStore::Data& b) {
-  return a.log == b.log && a.ids == b.ids && a.receipts == b.receipts && a.heads == b.heads;
+  return a.log == b.log && a.ids == b.ids && a.receipts == b.receipts && a.heads == b.heads &&
+         a.audit == b.audit;
 }
 
 // A LogStore over a MemoryLogStore whose transactions fail the Nth append: a disk that fills
@@ -144,6 +145,7 @@ class FailingAppendStore final : public LogStore {
                         const ReceiptCursors& cursors) override {
       return inner_.put_receipts(t, u, c, cursors);
     }
+    Status append_audit(std::string_view record) override { return inner_.append_audit(record); }
 
    private:
     LogTxn& inner_;
@@ -496,4 +498,29 @@ TEST_CASE("write_batch: apply_writes sees its own writes inside one transaction"
   });
   CHECK_FALSE(aborted.ok());
   CHECK(same_data(store.data(), before));
+}
+
+TEST_CASE("write_batch: audit records are appended in order with the batch, and fail with it",
+          "[write_batch]") {
+  MemoryLogStore store;
+  AuditRecord forbidden;
+  forbidden.ts = 5;
+  forbidden.event = "forbidden";
+  forbidden.conv = "payroll";
+  AuditRecord reload;
+  reload.ts = 6;
+  reload.event = "secret_reload";
+  std::vector<WriteRequest> batch{WriteRequest{0, AuditRequest{forbidden}},
+                                  WriteRequest{0, AuditRequest{reload}}};
+  auto outcomes = commit_batch(store, batch);
+  REQUIRE(outcomes.ok());
+  REQUIRE(outcomes.value().size() == 2);
+  CHECK(std::holds_alternative<AuditOutcome>(outcomes.value()[0].result));
+  CHECK(store.data().audit == std::vector<std::string>{
+                                  R"({"ts":5,"event":"forbidden","conv":"payroll"})",
+                                  R"({"ts":6,"event":"secret_reload"})"});
+  // A failed commit stores none of its audit records either.
+  store.fail_writes(make_error(ErrorCode::unavailable, "store: disk full"));
+  CHECK(!commit_batch(store, batch).ok());
+  CHECK(store.data().audit.size() == 2);
 }

@@ -698,4 +698,40 @@ TEST_CASE("lmdb: Open creates the directory, refuses a file and a second open", 
   CHECK(on_file.error().code == ErrorCode::unavailable);
 }
 
+TEST_CASE("lmdb: audit records are numbered in order, survive reopen, and read while open",
+          "[lmdb][audit]") {
+  TempDir dir;
+  auto audit = [](std::uint64_t ticket, std::string event) {
+    AuditRecord record;
+    record.ts = static_cast<TimeMs>(ticket);
+    record.event = std::move(event);
+    return WriteRequest{ticket, AuditRequest{record}};
+  };
+  std::vector<std::pair<std::uint64_t, std::string>> seen;
+  auto collect = [&](std::uint64_t number, std::string_view record) {
+    seen.emplace_back(number, std::string(record));
+  };
+  {
+    // A directory without a store is an error; a fresh store has no records.
+    CHECK(!read_audit_log(dir.path() + "/missing", collect).ok());
+    auto store = open_store(dir.path());
+    REQUIRE(read_audit_log(dir.path(), collect).ok());
+    CHECK(seen.empty());
+    commit(*store, {audit(0, "auth_failed"), append(1, "t", "ops", "a1"), audit(0, "forbidden")});
+    // Readable by another environment handle while this store is open (an edge running).
+    REQUIRE(read_audit_log(dir.path(), collect).ok());
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0] == std::make_pair(std::uint64_t{1}, std::string(R"({"ts":0,"event":"auth_failed"})")));
+    CHECK(seen[1].first == 2);
+    CHECK(seen[1].second == R"({"ts":0,"event":"forbidden"})");
+  }
+  auto store = open_store(dir.path());
+  commit(*store, {audit(3, "secret_reload")});
+  seen.clear();
+  REQUIRE(read_audit_log(dir.path(), collect).ok());
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[2] == std::make_pair(std::uint64_t{3}, std::string(R"({"ts":3,"event":"secret_reload"})")));
+  CHECK(head_of(*store, "t", "ops") == 1);
+}
+
 }  // namespace waymark::edge
