@@ -178,7 +178,12 @@ class WasmSession {
   void on_frame(double conn, std::string text, double now) {
     session_.on_frame(connection(conn), text, to_time(now));
   }
-  void on_close(double conn, double now) { session_.on_close(connection(conn), to_time(now)); }
+  // `code`: the WebSocket close code (CloseEvent.code), or -1 when there is none.
+  void on_close(double conn, double now, double code) {
+    std::optional<int> close_code;
+    if (code >= 0 && code <= 65535) close_code = static_cast<int>(code);
+    session_.on_close(connection(conn), to_time(now), close_code);
+  }
   void on_timer(double now) { session_.on_timer(to_time(now)); }
 
   // Returns the new message id, or "" when body_json is not JSON.

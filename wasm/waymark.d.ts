@@ -11,7 +11,14 @@ export interface ConnectOptions {
   token?: string;
   /** Sent in hello as `device`; informational, at most 128 chars. */
   device?: string;
-  /** Asked for a new token when the edge answers `unauthorized` (and at start if `token` is missing). */
+  /**
+   * Asked for a new token when the edge refuses the one in use (`unauthorized`, or the token
+   * expired mid-session), and at start if `token` is missing. A new token reconnects at once;
+   * the outbox and cursors carry over. If it throws, returns nothing or the refused token, or
+   * the edge refuses the new one too, it is asked again after a growing, jittered delay
+   * (about 1 s, 2 s, 4 s, … up to 60 s; at once when the browser comes online or the tab
+   * becomes visible). Without getToken a refused token leaves the client offline.
+   */
   getToken?: () => string | Promise<string>;
 }
 
@@ -67,9 +74,16 @@ export type ConnectionState = 'connecting' | 'online' | 'offline';
 
 export interface ConnectionEvent {
   state: ConnectionState;
-  /** Offline and retrying: when the next attempt starts. */
+  /**
+   * Offline and retrying: when the next attempt starts (after a refused token: when getToken
+   * is asked again; absent while the first call runs, and without getToken).
+   */
   nextRetryAt?: number;
-  /** Why offline: "closed", "dead", "bye:shutdown", "unauthorized: ...", "closed by app", ... */
+  /**
+   * Why offline: "closed", "dead", "bye:shutdown", "closed by app", ..., or one starting with
+   * "unauthorized" when the edge refused the token: "unauthorized: token expired",
+   * "unauthorized: token: <check that failed>", "unauthorized: getToken failed: <error>".
+   */
   reason: string;
 }
 
@@ -120,7 +134,7 @@ export interface WaymarkClient {
   rows(conv: string): Row[];
   /** Puts a failed row back in the outbox. */
   retry(conv: string, id: string): void;
-  /** Skips the reconnect wait. */
+  /** Skips the reconnect wait (after a refused token: asks getToken now, if there is one). */
   connectNow(): void;
   /** Closes the socket and stops; another tab of the same user takes over. */
   close(): Promise<void>;

@@ -19,6 +19,12 @@ const FALLBACK_HEARTBEAT_MS = 1000;
 const SERVED_CALLS_KEPT = 1000;
 // A history() forwarded to a leader tab that never answers (none is up) fails after this.
 const FORWARDED_HISTORY_TIMEOUT_MS = 15000;
+// After the edge refuses the token, getToken is asked at once; if that fails (it throws, returns
+// nothing or the refused token, or the edge refuses the new one too), it is asked again after
+// a delay drawn from [ceiling/2, ceiling], ceiling = min(cap, base * 2^(n-1)) for the n-th
+// retry since the last time the session was online: never a tight loop, never in lockstep.
+const TOKEN_RETRY_BASE_MS = 1000;
+const TOKEN_RETRY_CAP_MS = 60000;
 
 let corePromise = null;
 function loadCore() {
@@ -37,6 +43,11 @@ function randomHex(bytes) {
     .map((v) => v.toString(16).padStart(8, '0'))
     .join('')
     .slice(0, bytes * 2);
+}
+
+function tokenRetryDelay(attempt) {
+  const ceiling = Math.min(TOKEN_RETRY_CAP_MS, TOKEN_RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 16));
+  return Math.round(ceiling / 2 + (randomU32s(1)[0] / 2 ** 32) * (ceiling / 2));
 }
 
 function defaultUrl() {
@@ -143,7 +154,11 @@ class WaymarkClient {
     this._deferredSubs = new Map(); // conv -> after, held while the session is connecting (leader)
     this._lockAbort = null;
     this._releaseLock = null;
-    this._refreshingToken = false;
+    this._refreshingToken = false;  // a getToken() call is in flight (leader)
+    this._tokenTimer = null;        // the next getToken() after a failed refresh (leader)
+    this._tokenRetryAt = null;      // when that timer fires
+    this._tokenAttempts = 0;        // refreshes since the session was last online
+    this._unauthorized = false;     // the edge refused the token in use; no new one yet
     this._onWindowEvent = this._onWindowEvent.bind(this);
   }
 
@@ -345,7 +360,7 @@ class WaymarkClient {
     try {
       socket = new WebSocket(this.url, SUBPROTOCOL);
     } catch {
-      setTimeout(() => this._socketClosed(conn, null), 0);  // a bad url: report it as a close
+      setTimeout(() => this._socketClosed(conn, null, -1), 0);  // a bad url: report it as a close
       return;
     }
     this._sockets.set(conn, socket);
@@ -359,14 +374,15 @@ class WaymarkClient {
       this._session.onFrame(conn, event.data, Date.now());
       this._pump();
     };
-    socket.onclose = () => this._socketClosed(conn, socket);
+    // The close code matters: 4001 means the edge refused the token.
+    socket.onclose = (event) => this._socketClosed(conn, socket, event.code ?? -1);
   }
 
-  _socketClosed(conn, socket) {
+  _socketClosed(conn, socket, code = -1) {
     if (socket && this._sockets.get(conn) !== socket) return;
     this._sockets.delete(conn);
     if (!this._session) return;
-    this._session.onClose(conn, Date.now());
+    this._session.onClose(conn, Date.now(), code);
     this._pump();
   }
 
@@ -391,11 +407,29 @@ class WaymarkClient {
       // The browser says the network is gone: a socket that looks open would only time out.
       for (const [conn, socket] of [...this._sockets]) {
         this._dropSocket(socket);
-        this._socketClosed(conn, null);
+        this._socketClosed(conn, null, -1);
       }
       return;
     }
     if (event.type === 'visibilitychange' && document.visibilityState !== 'visible') return;
+    this._reconnectNow();
+  }
+
+  // The network is back, the tab is visible, or the app said connectNow(). After the edge
+  // refused the token, reconnecting with it would only be refused again: with getToken a new
+  // one is asked for now (skipping the wait: a fetch that failed offline may work now);
+  // without it, only the app's explicit connectNow() tries the same token again.
+  _reconnectNow(explicit = false) {
+    if (!this._session) return;
+    if (this._unauthorized && this._getToken) {
+      if (this._refreshingToken) return;
+      clearTimeout(this._tokenTimer);
+      this._tokenTimer = null;
+      this._tokenRetryAt = null;
+      this._refreshToken();
+      return;
+    }
+    if (this._unauthorized && !explicit) return;
     this._session.connectNow(Date.now());
     this._pump();
   }
@@ -408,20 +442,71 @@ class WaymarkClient {
     this._pump();
   }
 
+  // The core stopped because the edge refused the token (err unauthorized, bye token_expired,
+  // close 4001). Returns when getToken will be asked, if that is later than now.
+  _onUnauthorized() {
+    this._unauthorized = true;
+    if (!this._getToken) return null;  // a fixed token: stay offline, the app decides
+    if (this._refreshingToken || this._tokenTimer) return this._tokenRetryAt;
+    const attempt = this._tokenAttempts++;
+    if (attempt === 0) {
+      this._refreshToken();
+      return null;
+    }
+    return this._retryTokenLater(attempt);
+  }
+
+  _retryTokenLater(attempt) {
+    const delay = tokenRetryDelay(attempt);
+    this._tokenRetryAt = Date.now() + delay;
+    this._tokenTimer = setTimeout(() => {
+      this._tokenTimer = null;
+      this._tokenRetryAt = null;
+      this._refreshToken();
+    }, delay);
+    return this._tokenRetryAt;
+  }
+
+  // Asks getToken for a new token; a good one goes into the next hello, and the session
+  // reconnects with it at once. A failure is retried later (see TOKEN_RETRY_BASE_MS).
   _refreshToken() {
-    if (!this._getToken || this._refreshingToken) return;
+    if (!this._getToken || this._refreshingToken || !this._session) return;
+    const session = this._session;
+    const refused = this._token;
     this._refreshingToken = true;
     Promise.resolve()
       .then(() => this._getToken())
       .then((token) => {
-        if (!this._session || !token || token === this._token) return;
-        this._token = token;
-        this._session.setToken(token);
-        this._session.connectNow(Date.now());
-        this._pump();
+        if (typeof token !== 'string' || !token) throw new Error('getToken returned no token');
+        if (token === refused) throw new Error('getToken returned the token the edge refused');
+        return token;
       })
-      .catch((error) => console.warn('waymark: getToken failed:', error))
-      .finally(() => { this._refreshingToken = false; });
+      .then(
+        (token) => {
+          this._refreshingToken = false;
+          if (this._session !== session) return;  // closed or stepped down meanwhile
+          this._token = token;
+          this._unauthorized = false;
+          session.setToken(token);
+          session.connectNow(Date.now());
+          this._pump();
+        },
+        (error) => {
+          this._refreshingToken = false;
+          if (this._session !== session) return;
+          console.warn('waymark: getToken failed:', error);
+          const nextRetryAt = this._retryTokenLater(this._tokenAttempts++);
+          const message = error?.message ?? String(error);
+          this._announce({ type: 'connection', state: 'offline', reason: `unauthorized: getToken failed: ${message}`, nextRetryAt });
+        },
+      );
+  }
+
+  // An event of the SDK's own, told to this tab's listeners and to the followers like the
+  // core's events are.
+  _announce(event) {
+    this._apply([event]);
+    this._post({ type: 'events', events: [event], status: this._statusFor([event]) });
   }
 
   // ---- events: the leader's from the core, a follower's from the leader ----
@@ -443,8 +528,16 @@ class WaymarkClient {
         case 'connection':
           this._status.connection = event.state;
           if (this._session) this._status.user = this._session.user() || this._status.user;
+          if (this._session && event.state === 'online') {
+            this._tokenAttempts = 0;
+            this._unauthorized = false;
+          }
+          if (this._session && event.state === 'offline' && event.reason.startsWith('unauthorized')) {
+            // Followers get this same object: they see when the next getToken() is due.
+            const retryAt = this._onUnauthorized();
+            if (retryAt != null && event.nextRetryAt == null) event.nextRetryAt = retryAt;
+          }
           this._emit('connection', { state: event.state, nextRetryAt: event.nextRetryAt, reason: event.reason });
-          if (this._session && event.state === 'offline' && event.reason.startsWith('unauthorized')) this._refreshToken();
           if (this._session && event.state !== 'connecting' && this._deferredSubs.size) queueMicrotask(() => this._subscribeDeferred());
           break;
         case 'presence':
@@ -701,7 +794,7 @@ class WaymarkClient {
         result = session.retry(args.conv, args.id, now);
         break;
       case 'connectNow':
-        session.connectNow(now);
+        this._reconnectNow(true);
         break;
       case 'history':
         result = new Promise((resolve, reject) => {
@@ -813,6 +906,11 @@ class WaymarkClient {
   _stopSession() {
     clearTimeout(this._timer);
     this._timer = null;
+    clearTimeout(this._tokenTimer);
+    this._tokenTimer = null;
+    this._tokenRetryAt = null;
+    this._tokenAttempts = 0;
+    this._unauthorized = false;
     for (const socket of this._sockets.values()) this._dropSocket(socket);
     this._sockets.clear();
     for (const waiter of this._historyWaiters.values()) waiter.reject(errorFrom({ code: 'unavailable', msg: 'closed' }));

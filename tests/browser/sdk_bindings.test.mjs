@@ -140,3 +140,35 @@ test('queries and history: present as JSON, history offline fails with unavailab
   assert.deepEqual(hist, { t: 'hist', conv: 'ops', before: 5, limit: 2, rid: asked });
   session.delete();
 });
+
+test('bye token_expired and a close with 4001 stop the session until setToken and connectNow', () => {
+  const session = new core.WasmSession('dev:alice', '', 15, 16);
+  const { conn } = online(session);
+  events(session);
+  session.onFrame(conn, JSON.stringify({ t: 'bye', reason: 'token_expired', retry_ms: [0, 1000] }), 3000);
+  assert.deepEqual(io(session), [{ type: 'close', conn, code: 1000 }]);
+  const [offline, ...rest] = events(session).filter((e) => e.type === 'connection');
+  assert.deepEqual(offline, { type: 'connection', state: 'offline', reason: 'unauthorized: token expired' });
+  assert.equal(rest.length, 0);
+  assert.equal(session.nextDeadline(), -1);
+
+  session.setToken('dev:alice-2');
+  session.connectNow(4000);
+  const [open] = io(session);
+  assert.equal(open.type, 'open');
+  session.onOpen(open.conn, 4001);
+  assert.equal(JSON.parse(io(session)[0].text).token, 'dev:alice-2');
+  // Closed with 4001 and no err: the same stop. Any other code: an ordinary reconnect.
+  events(session);
+  session.onClose(open.conn, 4002, 4001);
+  assert.deepEqual(events(session).filter((e) => e.type === 'connection').map((e) => [e.state, e.reason, e.nextRetryAt]),
+    [['offline', 'unauthorized: closed 4001', undefined]]);
+  assert.equal(session.nextDeadline(), -1);
+  session.connectNow(5000);
+  const [reopen] = io(session);
+  session.onClose(reopen.conn, 5001, -1);
+  const [lost] = events(session).filter((e) => e.type === 'connection' && e.state === 'offline');
+  assert.equal(lost.reason, 'closed');
+  assert.ok(lost.nextRetryAt >= 5001);
+  session.delete();
+});
