@@ -18,6 +18,7 @@ readonly DEBIAN_PACKAGES=(
   liblmdb-dev lmdb-utils libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev
   libhiredis-dev libnats-dev redis-server nats-server
   python3 python3-websockets python3-pytest chromium
+  clang-14 libclang-rt-14-dev
 )
 
 # Debian's emscripten loads node modules (acorn, ...) from /usr/share/nodejs; a Node build not
@@ -129,6 +130,12 @@ build_wasm() {
   configure wasm emcmake -DCMAKE_BUILD_TYPE=Release -DWAYMARK_EDGE=OFF || return
   build wasm "$@"
 }
+# The libFuzzer targets (tests/fuzz): clang, only the core and them; ctest fuzzes each briefly.
+build_fuzz() {
+  CC=clang-14 CXX=clang++-14 configure fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWAYMARK_FUZZ=ON \
+    -DWAYMARK_EDGE=OFF -DWAYMARK_TESTS=OFF || return
+  build fuzz "$@"
+}
 
 # --- testing ------------------------------------------------------------------------------------
 
@@ -215,7 +222,7 @@ run_browser_tests() {
 command_test() {
   install_dependencies
   local name
-  for name in release asan wasm; do
+  for name in release asan wasm fuzz; do
     test_config "$name"
   done
   step "browser tests (chromium)"

@@ -2,10 +2,11 @@
 # run_fuzzer.sh: how ctest runs a libFuzzer target (tests/fuzz/CMakeLists.txt).
 #   run_fuzzer.sh replay FUZZER CORPUS_DIR [CRASHES_DIR]
 #       runs every file of the corpus and of the saved reproducers once; fails on any crash.
-#   run_fuzzer.sh fuzz FUZZER CORPUS_DIR SECONDS DICT ARTIFACT_DIR
-#       fuzzes for SECONDS from a copy of the corpus; fails on any crash, which it leaves in
-#       ARTIFACT_DIR. The checked-in corpus is only read: libFuzzer writes new inputs to the
-#       first corpus directory it is given, and that is a fresh temporary one.
+#   run_fuzzer.sh fuzz FUZZER CORPUS_DIR SECONDS DICT ARTIFACT_DIR [CRASHES_DIR]
+#       fuzzes for SECONDS, seeded with the corpus and the saved reproducers; fails on any
+#       crash, which it leaves in ARTIFACT_DIR. The checked-in directories are only read:
+#       libFuzzer writes new inputs to the first corpus directory it is given, and that is a
+#       fresh temporary one.
 set -euo pipefail
 
 mode="$1"
@@ -28,15 +29,19 @@ case "$mode" in
     seconds="$4"
     dict="$5"
     artifacts="$6"
+    seeds=("$corpus")
+    if [[ -n "${7:-}" && -d "$7" ]]; then
+      seeds+=("$7")
+    fi
     mkdir -p "$artifacts"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     status=0
     "$fuzzer" "${common[@]}" -max_total_time="$seconds" -dict="$dict" \
-      -artifact_prefix="$artifacts/" "$work" "$corpus" || status=$?
+      -artifact_prefix="$artifacts/" "$work" "${seeds[@]}" || status=$?
     if [[ $status -ne 0 ]]; then
-      echo "run_fuzzer.sh: $(basename "$fuzzer") failed (status $status); reproducers in $artifacts:" >&2
-      ls -l "$artifacts" >&2 || true
+      echo "run_fuzzer.sh: $(basename "$fuzzer") failed (status $status); what it wrote:" >&2
+      find "$artifacts" -type f -newer "$work" >&2 || true
     fi
     exit $status
     ;;
