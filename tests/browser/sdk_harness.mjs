@@ -99,17 +99,21 @@ export function writeTestPage() {
 }
 
 // The edge on 127.0.0.1; `port` 0 picks one (read back from the "listening" log line).
+// `dev: false` starts it without --dev (JWTs then; pass --auth-secret-file in `args`); `args`
+// are appended to the command line.
 export class Edge {
-  constructor({ data, web, port = 0 }) {
+  constructor({ data, web, port = 0, dev = true, args = [] }) {
     this.data = data;
     this.web = web;
     this.port = port;
+    this.dev = dev;
+    this.args = args;
     this.stderr = '';
     this.process = null;
   }
 
   async start() {
-    const args = ['--dev', '--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--sdk', SDK_DIR, '--web', this.web];
+    const args = [...(this.dev ? ['--dev'] : []), '--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--sdk', SDK_DIR, '--web', this.web, ...this.args];
     const child = spawn(EDGE, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.process = child;
     let buffer = '';
@@ -259,8 +263,9 @@ export async function screenshot(page, name) {
 }
 
 // One edge for a whole test file, on a fresh data dir with the test page: started before the
-// file's tests (onStart receives it), stopped and cleaned up after them.
-export function edgeForSuite(onStart) {
+// file's tests (onStart receives it), stopped and cleaned up after them. `options` go to Edge
+// (dev, args).
+export function edgeForSuite(onStart, options = {}) {
   let edge;
   let web;
   let data;
@@ -268,7 +273,7 @@ export function edgeForSuite(onStart) {
     assert.equal(prerequisites(), null);
     web = writeTestPage();
     data = tempDir('data');
-    edge = await new Edge({ data, web }).start();
+    edge = await new Edge({ ...options, data, web }).start();
     onStart(edge);
   });
   after(async () => {
