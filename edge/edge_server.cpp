@@ -43,18 +43,14 @@ std::string_view frame_type_of(const std::string& text) {
   return std::string_view(text).substr(kPrefix.size(), end - kPrefix.size());
 }
 
-// An audit record as a log line too: {"event":"audit","audit":true,"kind":...,...}.
+// An audit record as a log line too: {"event":"audit","audit":true,"kind":<its event>,...}; the
+// line has its own ts.
 void log_audit(const AuditRecord& record) {
-  boost::json::object fields{{"audit", true}, {"kind", record.event}};
-  auto put = [&](const char* key, const std::optional<std::string>& value) {
-    if (value) fields[key] = *value;
-  };
-  put("tenant", record.tenant);
-  put("user", record.user);
-  put("conv", record.conv);
-  put("frame", record.frame);
-  put("peer", record.peer);
-  put("detail", record.detail);
+  boost::json::object fields = audit_object(record);
+  fields.erase("ts");
+  fields.erase("event");
+  fields["audit"] = true;
+  fields["kind"] = record.event;
   bool routine = record.event == "secret_reload";
   log_event(routine ? LogLevel::info : LogLevel::warn, "audit", std::move(fields));
 }

@@ -6,7 +6,7 @@
 
 namespace waymark {
 
-std::string audit_json(const AuditRecord& record) {
+boost::json::object audit_object(const AuditRecord& record) {
   boost::json::object out;
   out["ts"] = record.ts;
   out["event"] = record.event;
@@ -19,7 +19,11 @@ std::string audit_json(const AuditRecord& record) {
   put("frame", record.frame);
   put("peer", record.peer);
   put("detail", record.detail);
-  return boost::json::serialize(out);
+  return out;
+}
+
+std::string audit_json(const AuditRecord& record) {
+  return boost::json::serialize(audit_object(record));
 }
 
 }  // namespace waymark

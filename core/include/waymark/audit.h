@@ -2,6 +2,8 @@
 // secret reloads) as the edge stores them in its audit log and writes them to its log lines.
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <optional>
 #include <string>
 
@@ -16,7 +18,8 @@ struct AuditRecord {
   std::optional<std::string> tenant, user, conv, frame, peer, detail;
 };
 
-// One JSON object: {"ts":…,"event":…} plus each field that is set.
+// {"ts":…,"event":…} plus each field that is set: the stored form, and the log line's fields.
+boost::json::object audit_object(const AuditRecord& record);
 std::string audit_json(const AuditRecord& record);
 
 }  // namespace waymark
