@@ -10,7 +10,8 @@
 //                          node's next deadline for "nd") and run its timers, when it has them
 //   w commit every pending write and report every finished batch to the node, in order
 //   s commit the first k pending writes (k = payload byte) without reporting them yet
-//   r report the oldest finished batch         f fail every pending write (a failing disk)
+//   r report the oldest finished batch         f fail every pending write (a failing disk;
+//                                                  reported like a commit, by w or r)
 // Lines with an unknown op are skipped. E.g. "h0\nt0{\"t\":\"sub\",\"conv\":\"ops\"}\nm0\nw".
 //
 // After every event the node's outputs are checked against protocol.md and edge_node.h; a
@@ -20,7 +21,8 @@
 //    connection is closed at most once; a bye is followed by its close;
 //  - before its welcome a connection only gets err or bye, and at most one welcome;
 //  - an ack only answers a committed write of that connection, reported in that step, with
-//    the outcome's seq and dup; every reported commit of an open connection is acked;
+//    the outcome's seq and dup; every reported commit of an open connection is acked, and
+//    every send of an open connection in a failed batch gets a nack with retry:true;
 //  - per connection and conversation, msg seqs go up by exactly one (the count restarts with
 //    each sub or unsub the connection sends), every msg is byte for byte the stored frame,
 //    and msg, presence, rcpt and typing only reach connections that subscribed to the conv;
@@ -285,6 +287,7 @@ class Harness {
     FinishedBatch batch = std::move(finished_.front());
     finished_.pop_front();
     std::multiset<std::tuple<ConnId, std::string, std::string, Seq, bool>> expected_acks;
+    std::multiset<std::tuple<ConnId, std::string, std::string>> expected_nacks;
     if (batch.result.ok()) {
       for (const WriteOutcome& outcome : batch.result.value()) {
         const auto* append = std::get_if<AppendOutcome>(&outcome.result);
@@ -302,14 +305,31 @@ class Harness {
       }
       node_.on_committed(batch.result.value(), now_);
     } else {
+      // Every send of an open connection that the failed batch held is refused retry:true.
+      for (const WriteRequest& request : batch.requests) {
+        const auto* append = std::get_if<AppendRequest>(&request.op);
+        auto origin = origins_.find(request.ticket);
+        if (!append || origin == origins_.end()) continue;
+        const ConnModel& model = conns_[origin->second.conn - 1];
+        if (model.open && !model.closed && model.generation == origin->second.generation)
+          expected_nacks.emplace(origin->second.conn, append->msg.conv, append->msg.id);
+      }
       node_.on_commit_failed(batch.requests, batch.result.error(), now_);
     }
     for (const WriteRequest& request : batch.requests) origins_.erase(request.ticket);
+    retry_nacks_.clear();
     collect(0, &expected_acks);
     if (!expected_acks.empty()) {
       const auto& [conn, conv, id, seq, dup] = *expected_acks.begin();
       fail("conn " + std::to_string(conn) + " got no ack for its committed send " + conv + "/" + id +
            " seq " + std::to_string(seq));
+    }
+    for (const auto& nack : expected_nacks) {
+      auto seen = retry_nacks_.find(nack);
+      if (seen == retry_nacks_.end())
+        fail("conn " + std::to_string(std::get<0>(nack)) + " got no nack retry:true for its send " +
+             std::get<1>(nack) + "/" + std::get<2>(nack) + " whose commit failed");
+      retry_nacks_.erase(seen);
     }
   }
 
@@ -376,6 +396,9 @@ class Harness {
     }
     if (std::holds_alternative<Bye>(frame)) owe_close.insert(write.conn);
 
+    if (const auto* nack = std::get_if<Nack>(&frame); nack && nack->retry)
+      retry_nacks_.emplace(write.conn, nack->conv, nack->id);
+
     if (const auto* ack = std::get_if<Ack>(&frame)) {
       FUZZ_CHECK(expected_acks != nullptr, "an ack to " + who + " outside a commit report: " + excerpt(text));
       auto match = expected_acks->find({write.conn, ack->conv, ack->id, ack->seq.value_or(0), ack->dup});
@@ -432,6 +455,7 @@ class Harness {
   std::vector<WriteRequest> pending_;          // handed to the writer, not yet committed
   std::deque<FinishedBatch> finished_;         // committed, not yet reported
   std::map<std::uint64_t, PendingInfo> origins_;  // by ticket
+  std::multiset<std::tuple<ConnId, std::string, std::string>> retry_nacks_;  // seen in a report
 };
 
 }  // namespace
