@@ -15,7 +15,7 @@ import time
 
 import jwt  # PyJWT
 
-from conftest import Client, Edge, RECV_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, short
+from conftest import Client, Closed, Edge, RECV_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, short
 
 FORBIDDEN_MSG = 'conv: no access to "%s"'
 
@@ -227,6 +227,25 @@ async def expect_forbidden(client, frame, conv):
     assert reply.get("msg") == FORBIDDEN_MSG % conv, \
         "security.md: msg should be %r, got %r" % (FORBIDDEN_MSG % conv, reply.get("msg"))
     return reply
+
+
+async def flood_until_closed(client, limit=600):
+    """Send pings one at a time, each waiting for its answer (pong or err), until the edge closes
+    the socket or `limit` frames were sent; returns the answers taken from the inbox. Lock-step so that the
+    edge has read everything we sent when it closes: a close with unread input makes the kernel
+    answer with RST, and an RST may discard the bye and close frame before we read them."""
+    answers = []
+    try:
+        for i in range(limit):
+            rid = "flood-%d" % i
+            await client.send({"t": "ping", "rid": rid})
+            answers.append(await client.recv_match(lambda f, rid=rid: f.get("rid") == rid or f.get("t") == "bye",
+                                    what="answer to %s" % rid))
+            if any(f.get("t") == "bye" for f in client.inbox + answers):
+                break
+    except (Closed, OSError):
+        pass
+    return answers
 
 
 def run_edge_expect_exit(binary, args, timeout=START_TIMEOUT):

@@ -7,9 +7,9 @@ import json
 import subprocess
 import time
 
-from conftest import Client, Closed, now_ms
-from security_helpers import (accepted, expect_forbidden, expect_unauthorized, is_audit_log,
-                              jwt_edge, login, mint, new_secret, poll_until, sighup)
+from conftest import Client, now_ms
+from security_helpers import (accepted, expect_forbidden, expect_unauthorized, flood_until_closed,
+                              is_audit_log, jwt_edge, login, mint, new_secret, poll_until, sighup)
 
 def print_audit(binary, data_dir, timeout=20):
     """Run --print-audit; returns the list of records (each line a JSON object)."""
@@ -65,15 +65,7 @@ async def test_audit_records_and_log_lines(edge_factory, tmp_path):
         await bob.close()
     # 4. An abusive close.
     flooder = await login(edge, mint(secret, sub="flood", tnt="acme"))
-    try:
-        for i in range(400):
-            await flooder.send({"t": "ping", "rid": "f%d" % i})
-            if i % 20 == 19:
-                await asyncio.sleep(0)
-            if flooder.closed:
-                break
-    except (Closed, OSError):
-        pass
+    await flood_until_closed(flooder)
     code, _ = await flooder.wait_closed()
     await flooder.close()
     assert code == 4008, code

@@ -107,6 +107,8 @@ async def test_hello_subs_forbidden_entry(perm_edge):
                                                 {"conv": "team-x"}, {"conv": MISSING}],
                                rid="h1")
         try:
+            assert bob.welcome.get("rid") == "h1", "welcome echoes the hello's rid: %s" \
+                % bob.welcome
             replies = []
             for _ in range(4):
                 replies.append(await bob.recv_match(
@@ -124,7 +126,10 @@ async def test_hello_subs_forbidden_entry(perm_edge):
                 assert err["code"] == "forbidden", err
                 assert err["msg"] == FORBIDDEN_MSG % conv, \
                     "security.md: msg %r, got %r" % (FORBIDDEN_MSG % conv, err["msg"])
-                assert err.get("rid") == "h1", "the err echoes the hello's rid: %s" % err
+                # docs/protocol.md "Answers to hello.subs": an entry's err carries no rid (the
+                # hello's rid is on the welcome). security.md's "err{..., rid}" is read as "the
+                # rid of the frame, if it had one"; an entry has none.
+                assert "rid" not in err, "hello.subs answers carry no rid: %s" % err
             await bob.barrier()
             stray = bob.take(lambda f: f.get("conv") in (EXISTING, MISSING))
             assert not stray, "forbidden hello.subs entry delivered frames: %s" % stray
