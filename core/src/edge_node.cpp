@@ -601,7 +601,7 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
     std::visit(Overloaded{
                    [&](const AppendOutcome& append) {
                      if (append.dup) ++counters_.duplicates; else ++counters_.messages_persisted;
-                     if (pending.conn && connections_.count(pending.conn)) {
+                     if (writable(pending.conn)) {
                        Ack ack{pending.conv, pending.id, append.seq, append.ts, append.trace,
                                append.dup, pending.rid};
                        write_frame(pending.conn, ack);
@@ -620,7 +620,7 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
                    },
                    [&](const AuditOutcome&) {},
                    [&](const Error& error) {
-                     if (pending.conn && connections_.count(pending.conn))
+                     if (writable(pending.conn))
                        send_error(pending.conn, error.code, error.message, pending.rid);
                    },
                },
@@ -635,7 +635,7 @@ void EdgeNode::on_commit_failed(const std::vector<WriteRequest>& requests, const
     if (it == pending_.end()) continue;
     PendingWrite pending = std::move(it->second);
     pending_.erase(it);
-    if (!pending.conn || !connections_.count(pending.conn)) continue;
+    if (!writable(pending.conn)) continue;
     if (pending.is_send)
       send_nack(pending.conn, pending.conv, pending.id, ErrorCode::unavailable,
                 "store: " + error.message, true, pending.rid);
@@ -674,6 +674,13 @@ void EdgeNode::close(ConnId conn, Connection& c, int code, std::string reason) {
 }
 
 // ---- writing ------------------------------------------------------------------------------
+
+// An answer that arrives later (a commit's ack, nack or err) goes only to a connection that is
+// still open and not closing: nothing may follow an EdgeClose.
+bool EdgeNode::writable(ConnId conn) const {
+  auto it = connections_.find(conn);
+  return conn != 0 && it != connections_.end() && !it->second.closing;
+}
 
 void EdgeNode::write(ConnId conn, std::string text) {
   outputs_.push_back(EdgeWrite{conn, std::make_shared<const std::string>(std::move(text))});

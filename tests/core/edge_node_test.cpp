@@ -1291,3 +1291,27 @@ TEST_CASE("edge_node: replays and pages stay within page_max_bytes, the rest wit
   CHECK(*oldest.msgs.front().seq == 1);
   CHECK(oldest.more);
 }
+
+TEST_CASE("edge_node: nothing is written after a close, not even a later commit's answer",
+          "[edge_node]") {
+  // Found by fuzz_edge_node (tests/fuzz/crashes/edge_node): connect, hello, send, drop.
+  Harness h;
+  ConnId ann = h.join_dev("ann");
+  ConnId bob = h.subscriber("bob", "ops");
+  h.text(ann, send_frame("ops", "m1"));
+  h.text(ann, rcpt_frame("ops", 5, "read"));  // refused at commit: past the head
+  h.edge.drop_lagging(ann, h.now);
+  h.pump();
+  CHECK(types(h.take(ann)) == std::vector<std::string>{"bye", "close:4008"});
+  h.commit();
+  CHECK(h.take(ann).empty());                 // no ack, no err after the close
+  CHECK(msg_seqs(h.take(bob)) == std::vector<Seq>{1});  // stored and fanned out all the same
+
+  ConnId cat = h.join_dev("cat");
+  h.text(cat, send_frame("ops", "m2"));
+  h.edge.shutdown(h.now);
+  h.pump();
+  CHECK(types(h.take(cat)) == std::vector<std::string>{"bye", "close:1001"});
+  h.fail_commit("store: disk full");
+  CHECK(h.take(cat).empty());                 // no nack after the close
+}

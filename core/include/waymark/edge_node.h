@@ -187,6 +187,7 @@ class EdgeNode {
   void audit(AuditRecord record, TimeMs now, bool always = false);
   AuditRecord audit_of(const Connection& c, std::string event, TimeMs now) const;
 
+  bool writable(ConnId conn) const;
   void write(ConnId conn, std::string text);
   void write_shared(ConnId conn, std::shared_ptr<const std::string> text);
   void write_frame(ConnId conn, const Frame& frame);
