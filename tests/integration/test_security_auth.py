@@ -100,6 +100,7 @@ REFUSED = {
     "convs_object": lambda: mint(SECRET, convs={"ops": True}),
     "convs_element_not_string": lambda: mint(SECRET, convs=["ops", 7]),
     "exp_string": lambda: mint(SECRET, exp=str(int(time.time()) + 3600)),
+    "exp_not_integer": lambda: mint(SECRET, exp=int(time.time()) + 3600.5),  # "an integer"
     "expired": lambda: mint(SECRET, exp_in=-60),
     "expired_in_milliseconds": lambda: mint(SECRET, exp=(int(time.time()) - 60) * 1000),
     "nbf_in_the_future": lambda: mint(SECRET, nbf=int(time.time()) + 3600),
@@ -206,11 +207,14 @@ async def test_bad_file_on_sighup_keeps_old_set(edge_factory, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Expiry in the middle of a session
 
-async def test_token_expiring_mid_session_gets_bye_and_4001(edge_factory, tmp_path):
+@pytest.mark.parametrize("unit", ["seconds", "milliseconds"])
+async def test_token_expiring_mid_session_gets_bye_and_4001(edge_factory, tmp_path, unit):
     secret = new_secret()
     edge, _ = jwt_edge(edge_factory, tmp_path, [secret])
-    exp = int(time.time()) + 3  # seconds (RFC 7519); 2..3 s from now
-    client = await login(edge, mint(secret, exp=exp))
+    exp = int(time.time()) + 3  # 2..3 s from now
+    # exp is in seconds (RFC 7519); a value above 10^11 is read as milliseconds.
+    claim = exp if unit == "seconds" else exp * 1000
+    client = await login(edge, mint(secret, exp=claim))
     try:
         await client.sub("ops")
         await client.barrier()  # works before exp
