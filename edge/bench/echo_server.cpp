@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   info.iface = host.c_str();
   info.protocols = protocols;
   info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+  lws_retry_bo_t no_idle_policy{};  // no per-connection validity timer (see ws_driver.cpp)
+  info.retry_and_idle_policy = &no_idle_policy;
   lws_set_log_level(LLL_ERR, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   context = lws_create_context(&info);

@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -74,7 +75,9 @@ class WsDriver {
 
   std::uint64_t frames_in() const { return frames_in_; }
   std::uint64_t bad_frames() const { return bad_frames_; }
-  std::uint64_t connect_failures() const { return connect_failures_; }
+  std::uint64_t connect_failures() const { return connect_failures_ + connect_errors_; }
+  // Close codes the servers sent (4008 lagging, 1001 shutdown, ...), and how often.
+  const std::map<int, std::uint64_t>& close_codes() const { return close_codes_; }
 
  private:
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
@@ -96,6 +99,9 @@ class WsDriver {
   std::uint64_t frames_in_ = 0;
   std::uint64_t bad_frames_ = 0;
   std::uint64_t connect_failures_ = 0;
+  std::uint64_t connect_errors_ = 0;
+  std::map<int, std::uint64_t> close_codes_;
+  lws_retry_bo_t no_idle_policy_{};  // all zero: no PING, no idle hangup, no per-wsi timer
   struct Tick {
     lws_sorted_usec_list_t sul;
     WsDriver* driver;

@@ -89,6 +89,16 @@ std::int64_t counter_of(const std::string& id) {
   return value;
 }
 
+// How the servers closed sockets and how many connects failed: the first thing to read when a
+// run with thousands of clients does not finish.
+void report_closes(const WsDriver& driver, Summary& summary) {
+  std::string codes;
+  for (const auto& [code, count] : driver.close_codes())
+    codes += (codes.empty() ? "" : ",") + std::to_string(code) + ":" + std::to_string(count);
+  summary.set("server_close_codes", codes.empty() ? std::string("none") : codes);
+  summary.set("connect_failures", driver.connect_failures());
+}
+
 // Per-subscriber seq bookkeeping shared by fanout, storm and replay.
 struct Cursor {
   Seq cursor = 0;
@@ -556,6 +566,7 @@ bool fanout(const BenchOptions& options, Summary& summary) {
   summary.set("lagging_reconnects", scenario.unplanned_closes_);
   summary.set("server_cpu_pct", 100 * edge_cpu / options.duration_s);
   summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
+  report_closes(driver, summary);
   scenario.check(summary);
   if (!drained)
     summary.problems.push_back("only " + std::to_string(scenario.caught_up_count()) + " of " +
@@ -619,7 +630,7 @@ bool storm(const BenchOptions& options, Summary& summary) {
   summary.set("delivered", scenario.delivered_);
   summary.set("more_rounds", scenario.more_rounds_);
   summary.set("lagging_reconnects", scenario.unplanned_closes_);
-  summary.set("connect_failures", driver.connect_failures());
+  report_closes(driver, summary);
   scenario.check(summary);
   if (!done)
     summary.problems.push_back("only " + std::to_string(scenario.caught_up_count()) + " of " +
@@ -702,7 +713,8 @@ class Idle final : public WsHandler {
   }
   void on_frame(WsConn&, Frame& frame) override {
     if (std::holds_alternative<Subd>(frame)) ++ready_;
-    if (std::holds_alternative<Err>(frame)) ++errors_;
+    if (auto* err = std::get_if<Err>(&frame); err && ++errors_ <= 5)
+      std::fprintf(stderr, "err: %s\n", err->msg.c_str());
   }
   void on_closed(WsConn&) override { ++closed_; }
 
@@ -724,11 +736,14 @@ bool idle(const BenchOptions& options, Summary& summary) {
   std::uint64_t rss_before = process_rss_bytes(options.edge_pid);
   std::uint64_t tcp_before = kernel_tcp_mem_bytes();
   std::int64_t start = now_ns();
+  double server_cpu_start = process_cpu_seconds(options.edge_pid), own_cpu_start = own_cpu_seconds();
   bool connected = connect_all(
       driver, [&] { return scenario.ready_ + scenario.closed_ >= clients; }, progress,
       [&] { return "ready " + std::to_string(scenario.ready_) + ", closed " + std::to_string(scenario.closed_); },
       options.timeout_s);
   double connect_s = seconds_since(start);
+  double server_cpu = process_cpu_seconds(options.edge_pid) - server_cpu_start;
+  double own_cpu = own_cpu_seconds() - own_cpu_start;
   std::int64_t settle_until = now_ns() + static_cast<std::int64_t>(options.settle_s * 1e9);
   driver.run_until([&] { return now_ns() >= settle_until; }, ms(options.settle_s + 1));
   std::uint64_t rss_after = process_rss_bytes(options.edge_pid);
@@ -739,6 +754,9 @@ bool idle(const BenchOptions& options, Summary& summary) {
   summary.set("clients", options.clients);
   summary.set("ready", scenario.ready_);
   summary.set("connect_s", connect_s);
+  summary.set("connect_server_cpu_pct", 100 * server_cpu / connect_s);
+  summary.set("connect_bench_cpu_pct", 100 * own_cpu / connect_s);
+  report_closes(driver, summary);
   summary.set("server_rss_before_mib", static_cast<double>(rss_before) / 1048576.0);
   summary.set("server_rss_after_mib", static_cast<double>(rss_after) / 1048576.0);
   summary.set("server_rss_per_conn_kib", per_conn(rss_after, rss_before) / 1024.0);
