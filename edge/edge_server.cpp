@@ -142,6 +142,7 @@ Status EdgeServer::start() {
   // slow-loris socket never reaches the node's hello deadline.
   info.timeout_secs = static_cast<unsigned int>(
       std::max<TimeMs>(1, (options_.node_config.handshake_timeout_ms + 999) / 1000));
+  info.timeout_secs_ah_idle = info.timeout_secs;  // headers trickling in (lws's default: 10 s)
   if (!options_.tls_cert.empty()) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.ssl_cert_filepath = options_.tls_cert.c_str();
