@@ -16,8 +16,9 @@ readonly DEBIAN_PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev catch2
   emscripten nodejs
   liblmdb-dev lmdb-utils libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev
+  libjwt-dev
   libhiredis-dev libnats-dev redis-server nats-server
-  python3 python3-websockets python3-pytest chromium
+  python3 python3-websockets python3-pytest python3-jwt openssl chromium
   clang-14 libclang-rt-14-dev
 )
 
