@@ -332,7 +332,8 @@ def table(results, machine, args):
         rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             scenario, metric, marked(w, fmt(wv, unit)), marked(r, fmt(rv, unit)) if peers else "—",
             marked(n, fmt(nv, unit)) if peers else "—", rr if peers else "—", rn if peers else "—",
-            limit_text or "—", rl, target_text, "yes" if ok else "**no**"))
+            limit_text or "—", rl, target_text,
+            "—" if target_text == "—" else "yes" if ok else "**no**"))
 
     echo_ingest = value(find(results, "ingest", "echo"), "msgs_per_s")
     redis_ingest = value(find(results, "ingest", "redis"), "msgs_per_s")
