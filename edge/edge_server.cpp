@@ -123,10 +123,11 @@ Status EdgeServer::start() {
   mount_metrics_.origin_protocol = LWSMPRO_CALLBACK;
   mount_metrics_.mount_next = &mount_healthz_;
 
-  // Dead peers: lws pings a connection idle this long and hangs up if nothing comes back.
+  // Dead peers are found by sweep_idle() in the tick, not by lws's per-connection validity
+  // timers: lws 4.1 keeps every timer in one sorted list and re-inserts a connection's timer on
+  // each frame it receives, which stalled handshakes past about 9,000 connections
+  // (docs/benchmarks.md). A policy with no hangup time turns those timers off.
   std::memset(&idle_policy_, 0, sizeof idle_policy_);
-  idle_policy_.secs_since_valid_ping = static_cast<uint16_t>(std::max<TimeMs>(options_.heartbeat_ms * 2 / 1000, 1));
-  idle_policy_.secs_since_valid_hangup = static_cast<uint16_t>(std::max<TimeMs>(options_.heartbeat_ms * 3 / 1000, 2));
 
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
@@ -214,6 +215,7 @@ int EdgeServer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* 
     case LWS_CALLBACK_ESTABLISHED: {
       session->id = next_conn_++;
       connections_[session->id].wsi = wsi;
+      connections_[session->id].last_heard = std::chrono::steady_clock::now();
       char peer[64] = {0};
       lws_get_peer_simple(wsi, peer, sizeof peer);
       node_->on_connect(session->id, now(), peer);
@@ -223,6 +225,13 @@ int EdgeServer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* 
 
     case LWS_CALLBACK_RECEIVE:
       return on_receive(session->id, wsi, static_cast<const char*>(in), len);
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+      if (auto it = connections_.find(session->id); it != connections_.end()) {
+        it->second.last_heard = std::chrono::steady_clock::now();
+        it->second.pinged = false;
+      }
+      return 0;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return on_writeable(session->id, wsi);
@@ -264,6 +273,8 @@ int EdgeServer::on_receive(ConnId id, lws* wsi, const char* data, std::size_t le
   auto it = connections_.find(id);
   if (it == connections_.end()) return -1;
   Connection& c = it->second;
+  c.last_heard = std::chrono::steady_clock::now();
+  c.pinged = false;
   if (lws_is_first_fragment(wsi)) {
     c.rx.clear();
     c.rx_binary = lws_frame_is_binary(wsi) != 0;
@@ -293,6 +304,15 @@ int EdgeServer::on_writeable(ConnId id, lws* wsi) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return -1;
   Connection& c = it->second;
+  if (c.ping_due) {  // sweep_idle: a WebSocket ping to a quiet peer
+    c.ping_due = false;
+    // A payload, because lws 4.1 passes an empty pong up to no callback.
+    static constexpr char kPayload[] = "waymark";
+    write_buffer_.resize(LWS_PRE + sizeof kPayload - 1);
+    std::memcpy(write_buffer_.data() + LWS_PRE, kPayload, sizeof kPayload - 1);
+    if (lws_write(wsi, write_buffer_.data() + LWS_PRE, sizeof kPayload - 1, LWS_WRITE_PING) < 0)
+      return -1;
+  }
   for (std::size_t n = 0; n < kFramesPerWriteable && !c.queue.empty(); ++n) {
     const std::string& text = *c.queue.front();
     write_buffer_.resize(LWS_PRE + text.size());
@@ -417,8 +437,28 @@ void EdgeServer::on_tick(lws_sorted_usec_list_t* sul) {
     lws_sul_schedule(server->context_, 0, &server->tick_.sul, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
 }
 
+// Peers heard from in no way (frame, WebSocket pong) for 2 x hb get a WebSocket ping; after
+// 3 x hb they are hung up on. Once a second is precise enough for periods of 30 s and more.
+void EdgeServer::sweep_idle(std::chrono::steady_clock::time_point steady_now) {
+  if (steady_now - last_idle_sweep_ < std::chrono::seconds(1)) return;
+  last_idle_sweep_ = steady_now;
+  const auto ping_after = std::chrono::milliseconds(2 * options_.heartbeat_ms);
+  const auto hangup_after = std::chrono::milliseconds(3 * options_.heartbeat_ms);
+  for (auto& [id, c] : connections_) {
+    auto quiet = steady_now - c.last_heard;
+    if (quiet >= hangup_after) {
+      lws_set_timeout(c.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (quiet >= ping_after && !c.pinged) {
+      c.pinged = true;
+      c.ping_due = true;
+      lws_callback_on_writable(c.wsi);
+    }
+  }
+}
+
 void EdgeServer::tick() {
   auto steady_now = std::chrono::steady_clock::now();
+  sweep_idle(steady_now);
   if (reload_requested_.exchange(false)) node_->reload_auth(now());
   node_->on_timer(now());  // handshake timeouts, token expiry
   flush();

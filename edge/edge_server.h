@@ -69,6 +69,9 @@ class EdgeServer {
     bool rx_binary = false;
     bool rx_oversized = false;   // past max_frame: drop the rest of it
     bool lagging = false;
+    std::chrono::steady_clock::time_point last_heard{};  // last frame or pong from the peer
+    bool pinged = false;                                  // a ping went out since
+    bool ping_due = false;                                // send a ping when next writeable
     std::optional<int> close_code;
     std::string close_reason;
   };
@@ -88,6 +91,7 @@ class EdgeServer {
   int on_http_writeable(lws* wsi);
   void on_completions();
   void tick();
+  void sweep_idle(std::chrono::steady_clock::time_point steady_now);
 
   void flush();  // carries out the node's outputs
   TimeMs now() const;
@@ -124,6 +128,7 @@ class EdgeServer {
   Phase phase_ = Phase::running;
   std::chrono::steady_clock::time_point shutdown_started_{};
   bool finished_ = false;
+  std::chrono::steady_clock::time_point last_idle_sweep_{};
 };
 
 }  // namespace waymark::edge
