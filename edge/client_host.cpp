@@ -2,6 +2,8 @@
 // callbacks become on_open/on_frame/on_close, and next_deadline drives on_timer.
 #include "client_host.h"
 
+#include "waymark/overloaded.h"
+
 #include <openssl/rand.h>
 
 #include <cstring>
@@ -21,13 +23,6 @@ class OpenSslRandom final : public RandomSource {
     return value;
   }
 };
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 }  // namespace
 

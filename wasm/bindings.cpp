@@ -14,6 +14,7 @@
 
 #include "waymark/client_session.h"
 #include "waymark/identifiers.h"
+#include "waymark/overloaded.h"
 
 namespace json = boost::json;
 
@@ -29,13 +30,6 @@ void throw_exception(const std::exception&, const source_location&) { std::abort
 
 namespace waymark {
 namespace {
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 // JS numbers are doubles; times, seqs and limits are integers well inside 2^53.
 TimeMs to_time(double ms) { return static_cast<TimeMs>(std::llround(ms)); }

@@ -6,18 +6,12 @@
 #include <boost/json.hpp>
 
 #include "waymark/codec.h"
+#include "waymark/overloaded.h"
 
 namespace json = boost::json;
 
 namespace waymark {
 namespace {
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 constexpr int kCloseNormal = 1000;
 constexpr int kCloseUnauthorized = 4001;

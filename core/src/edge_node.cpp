@@ -1,6 +1,7 @@
 // The edge's protocol logic: sessions, subscriptions with replay, fanout, presence, typing,
 // sends and receipts handed to the writer, acks after commit.
 #include "waymark/edge_node.h"
+#include "waymark/overloaded.h"
 
 #include <algorithm>
 #include <boost/json/parse.hpp>
@@ -15,13 +16,6 @@ constexpr int kCloseLagging = 4008;
 constexpr int kCloseAbusive = 4008;
 constexpr std::int64_t kMilli = 1000;  // milli-tokens per token
 constexpr std::size_t kTypingBucketsKept = 64;
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 // Whether text is a JSON object whose "t" is "hello": a malformed hello is told what is wrong,
 // while anything else sent first is unauthorized (a substring test would also match

@@ -11,17 +11,11 @@
 
 #include "bench_options.h"
 #include "bench_report.h"
+#include "waymark/overloaded.h"
 #include "ws_driver.h"
 
 namespace waymark::bench {
 namespace {
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));

@@ -9,16 +9,10 @@
 
 #include "waymark/codec.h"
 #include "waymark/write_batch.h"
+#include "waymark/overloaded.h"
 
 namespace waymark::sim {
 namespace {
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 int rank(RowState state) {
   switch (state) {
