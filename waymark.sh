@@ -120,11 +120,11 @@ build() {
 }
 
 build_release() {
-  configure release -DCMAKE_BUILD_TYPE=Release -DWAYMARK_SANITIZE=OFF || return
+  configure release -DCMAKE_BUILD_TYPE=Release -DWAYMARK_SANITIZE=OFF -DWAYMARK_TESTS=ON || return
   build release "$@"
 }
 build_asan() {
-  configure asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWAYMARK_SANITIZE=ON || return
+  configure asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWAYMARK_SANITIZE=ON -DWAYMARK_TESTS=ON || return
   build asan "$@"
 }
 build_wasm() {

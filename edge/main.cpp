@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   app.add_option("--abuse-refusals", limits.abuse_refusals,
                  "Refused frames within 10 s that close a connection as abusive (4008); 0: never")
       ->capture_default_str();
-  app.add_option("--typing-rate", limits.typing_per_sec, "typing frames per second per connection and conversation; 0: no limit")
+  app.add_option("--typing-rate", limits.typing_per_sec, "typing on:true frames per second per connection and conversation (off is never limited); 0: no limit")
       ->capture_default_str();
   app.add_option("--max-subs", limits.max_subs, "Subscriptions per connection; 0: no limit")->capture_default_str();
   app.add_option("--max-conns-per-user", limits.max_conns_per_user, "Open connections per user (tenant + sub); 0: no limit")

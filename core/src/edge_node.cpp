@@ -313,7 +313,9 @@ void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now) {
 
 void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
   if (!check_access(conn, c, frame.conv, "typing", frame.rid, now)) return;
-  if (!admit_typing(c, frame.conv, now)) {
+  // Only "on" is limited: an "off" ends what others see, and a user who sends a message and
+  // starts typing again says on, off, on within a second.
+  if (frame.on && !admit_typing(c, frame.conv, now)) {
     send_error(conn, ErrorCode::rate_limited,
                "typing: at most " + std::to_string(config_.typing_per_sec) +
                    " per second per conversation",

@@ -114,20 +114,23 @@ TEST_CASE("limits: repeated refusals close the connection as abusive, 4008, audi
   for (const Out& out : slow.take(bob)) CHECK(!out.close_code);
 }
 
-TEST_CASE("limits: typing is capped per conversation and not fanned out over the cap",
+TEST_CASE("limits: typing on is capped per conversation and not fanned out over the cap",
           "[edge_node][limits]") {
   Harness h;  // the default: 2 per second per conversation
   ConnId watcher = h.subscriber("bob", "ops");
   ConnId ann = h.join_dev("ann");
+  // on, off, on: a message sent and typing again at once; "off" is never limited.
   h.text(ann, R"({"t":"typing","conv":"ops","on":true})");
   h.text(ann, R"({"t":"typing","conv":"ops","on":false})");
-  h.text(ann, R"({"t":"typing","conv":"ops","on":true,"rid":"t3"})");
+  h.text(ann, R"({"t":"typing","conv":"ops","on":true})");
+  h.text(ann, R"({"t":"typing","conv":"ops","on":true,"rid":"t3"})");  // the third "on"
+  h.text(ann, R"({"t":"typing","conv":"ops","on":false})");
   h.text(ann, R"({"t":"typing","conv":"ops2","on":true})");  // its own bucket
   auto got = h.take(ann);
   REQUIRE(types(got) == std::vector<std::string>{"err"});
   CHECK(as<Err>(got[0]).code == ErrorCode::rate_limited);
   CHECK(as<Err>(got[0]).rid == std::optional<std::string>("t3"));
-  CHECK(all_of<Typing>(h.take(watcher)).size() == 2);
+  CHECK(all_of<Typing>(h.take(watcher)).size() == 4);
   h.now += 500;  // one more typing frame's worth
   h.text(ann, R"({"t":"typing","conv":"ops","on":true})");
   CHECK(h.take(ann).empty());

@@ -54,7 +54,7 @@ struct EdgeConfig {
   std::uint32_t rate_burst = 2000;
   std::uint32_t abuse_refusals = 2000;
   TimeMs abuse_window_ms = 10000;
-  std::uint32_t typing_per_sec = 2;          // per connection and conversation; bucket of as many
+  std::uint32_t typing_per_sec = 2;          // typing on, per connection and conversation
   std::uint32_t max_subs = 1000;             // per connection
   std::uint32_t max_conns_per_user = 100;    // per (tenant, user), counted after hello
   TimeMs handshake_timeout_ms = 10000;       // socket open -> hello, else unauthorized + 4001
