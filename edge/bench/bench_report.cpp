@@ -105,4 +105,23 @@ std::uint64_t kernel_tcp_mem_bytes() {
   return 0;
 }
 
+void set_ingest_summary(Summary& summary, const BenchOptions& options, const IngestCounts& counts,
+                        LatencyRecorder& latency, const std::string& what) {
+  summary.set("conns", options.conns);
+  summary.set("window", options.window);
+  summary.set("payload", static_cast<std::uint64_t>(options.payload));
+  summary.set("rate_target", options.rate);
+  summary.set("seconds", options.duration_s);
+  summary.set("sent", counts.sent);
+  summary.set("acked", counts.acked);
+  summary.set("nacked", counts.refused);
+  summary.set("msgs_per_s", static_cast<double>(counts.acked_in_window) / options.duration_s);
+  summary.set_latency("ack", latency);
+  summary.set("server_cpu_pct", 100 * counts.server_cpu_s / options.duration_s);
+  summary.set("bench_cpu_pct", 100 * counts.own_cpu_s / options.duration_s);
+  if (counts.acked + counts.refused < counts.sent)
+    summary.problems.push_back(std::to_string(counts.sent - counts.acked - counts.refused) + " " +
+                               what + " never answered");
+}
+
 }  // namespace waymark::bench

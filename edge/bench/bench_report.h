@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_options.h"
 #include "latency_recorder.h"
 
 namespace waymark::bench {
@@ -27,6 +28,16 @@ struct Summary {
   // p50/p99/p99.9 of a recorder under prefix (e.g. "ack" -> ack_p50_ms ...).
   void set_latency(const std::string& prefix, LatencyRecorder& recorder);
 };
+
+// What an ingest run counted, whatever it ran against.
+struct IngestCounts {
+  std::uint64_t sent = 0, acked = 0, refused = 0, acked_in_window = 0;
+  double server_cpu_s = 0, own_cpu_s = 0;
+};
+// The ingest row every target reports: settings, counts, msgs/s, ack latency, CPU; and the
+// problem when something sent was never answered (`what`: "sends", "XADDs", "publishes").
+void set_ingest_summary(Summary& summary, const BenchOptions& options, const IngestCounts& counts,
+                        LatencyRecorder& latency, const std::string& what);
 
 // One line on stdout: "key=value ..." for people, or one JSON object with --json.
 void print_summary(const Summary& summary, bool json);

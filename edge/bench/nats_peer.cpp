@@ -204,19 +204,9 @@ bool ingest(const BenchOptions& options, Summary& summary) {
     latency.merge(pub->latency);
   }
   std::uint64_t acked = session.acked(), errors = session.errors();
-  summary.set("conns", options.conns);
-  summary.set("window", options.window);
-  summary.set("payload", static_cast<std::uint64_t>(options.payload));
-  summary.set("rate_target", options.rate);
-  summary.set("seconds", options.duration_s);
-  summary.set("sent", sent);
-  summary.set("acked", acked);
-  summary.set("nacked", errors);
-  summary.set("msgs_per_s", static_cast<double>(in_window) / options.duration_s);
-  summary.set_latency("ack", latency);
-  summary.set("server_cpu_pct", 100 * server_cpu / options.duration_s);
-  summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
-  if (acked + errors < sent) summary.problems.push_back(std::to_string(sent - acked - errors) + " publishes never acked");
+  set_ingest_summary(summary, options,
+                     IngestCounts{sent, acked, errors, in_window, server_cpu, own_cpu}, latency,
+                     "publishes");
   if (errors) summary.problems.push_back(std::to_string(errors) + " publish errors");
   return true;
 }

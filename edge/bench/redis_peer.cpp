@@ -242,19 +242,9 @@ bool ingest(const BenchOptions& options, Summary& summary) {
   double own_cpu = own_cpu_seconds() - own_cpu_start;
   sending = false;
   loop.run_until([&] { return acked + errors >= sent; }, ms(30));
-  summary.set("conns", options.conns);
-  summary.set("window", options.window);
-  summary.set("payload", static_cast<std::uint64_t>(options.payload));
-  summary.set("rate_target", options.rate);
-  summary.set("seconds", options.duration_s);
-  summary.set("sent", sent);
-  summary.set("acked", acked);
-  summary.set("nacked", errors);
-  summary.set("msgs_per_s", static_cast<double>(acked_in_window) / options.duration_s);
-  summary.set_latency("ack", latency);
-  summary.set("server_cpu_pct", 100 * server_cpu / options.duration_s);
-  summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
-  if (acked + errors < sent) summary.problems.push_back(std::to_string(sent - acked - errors) + " XADDs never answered");
+  set_ingest_summary(summary, options,
+                     IngestCounts{sent, acked, errors, acked_in_window, server_cpu, own_cpu},
+                     latency, "XADDs");
   if (errors) summary.problems.push_back(std::to_string(errors) + " XADD errors");
   if (loop.broken()) summary.problems.push_back(std::to_string(loop.broken()) + " connections broke");
   return true;

@@ -296,21 +296,10 @@ bool ingest(const BenchOptions& options, Summary& summary) {
   scenario.sending_ = false;
   driver.run_until([&] { return scenario.acked_ + scenario.nacks_ >= scenario.sent_; }, ms(30));
 
-  summary.set("conns", options.conns);
-  summary.set("window", options.window);
-  summary.set("payload", static_cast<std::uint64_t>(options.payload));
-  summary.set("rate_target", options.rate);
-  summary.set("seconds", options.duration_s);
-  summary.set("sent", scenario.sent_);
-  summary.set("acked", scenario.acked_);
-  summary.set("nacked", scenario.nacks_);
-  summary.set("msgs_per_s", static_cast<double>(scenario.acked_in_window_) / options.duration_s);
-  summary.set_latency("ack", scenario.latency_);
-  summary.set("server_cpu_pct", 100 * edge_cpu / options.duration_s);
-  summary.set("bench_cpu_pct", 100 * own_cpu / options.duration_s);
-  if (scenario.acked_ + scenario.nacks_ < scenario.sent_)
-    summary.problems.push_back(std::to_string(scenario.sent_ - scenario.acked_ - scenario.nacks_) +
-                               " sends never answered");
+  set_ingest_summary(summary, options,
+                     IngestCounts{scenario.sent_, scenario.acked_, scenario.nacks_,
+                                  scenario.acked_in_window_, edge_cpu, own_cpu},
+                     scenario.latency_, "sends");
   if (scenario.nacks_) summary.problems.push_back(std::to_string(scenario.nacks_) + " sends nacked");
   if (scenario.errors_) summary.problems.push_back(std::to_string(scenario.errors_) + " err frames");
   if (scenario.closed_) summary.problems.push_back(std::to_string(scenario.closed_) + " sockets closed");
