@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -35,6 +36,32 @@ namespace {
   do {                                       \
     if (!(condition)) fail(message, text);   \
   } while (0)
+
+// a and b are the same JSON but for doubles at most one ulp apart.
+bool same_but_one_ulp(const json::value& a, const json::value& b) {
+  if (a.is_double() && b.is_double()) {
+    double x = a.get_double(), y = b.get_double();
+    return x == y || std::nextafter(x, y) == y;
+  }
+  if (a.kind() != b.kind()) return false;
+  if (a.is_array()) {
+    const auto &left = a.get_array(), &right = b.get_array();
+    if (left.size() != right.size()) return false;
+    for (std::size_t i = 0; i < left.size(); ++i)
+      if (!same_but_one_ulp(left[i], right[i])) return false;
+    return true;
+  }
+  if (a.is_object()) {
+    const auto &left = a.get_object(), &right = b.get_object();
+    if (left.size() != right.size()) return false;
+    for (const auto& [key, value] : left) {
+      const json::value* other = right.if_contains(key);
+      if (!other || !same_but_one_ulp(value, *other)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
 
 // Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): exactly what a JSON
 // parser must accept inside a string.
@@ -109,9 +136,13 @@ void round_trip(std::string_view text, Direction direction) {
   if (!again.ok())
     fail(std::string(side) + ": serialized frame does not parse (" + again.error().message + "): " + once, text);
   FUZZ_CHECK(again.value().index() == frame.index(), std::string(side) + ": round trip changed the frame type", text);
-  FUZZ_CHECK(again.value() == frame, std::string(side) + ": round trip changed the frame: " + once, text);
   const std::string twice = serialize(again.value());
-  FUZZ_CHECK(twice == once, std::string(side) + ": serialization not stable: " + once + " then " + twice, text);
+  if (!(again.value() == frame) || twice != once) {
+    // Boost.JSON 1.81 may read a decimal back one ulp off what it wrote (docs/protocol.md,
+    // "body"): a known, documented limit. Anything else is a failure.
+    FUZZ_CHECK(same_but_one_ulp(json::parse(once), json::parse(twice)),
+               std::string(side) + ": round trip changed the frame: " + once + " then " + twice, text);
+  }
 
   // A tighter limit must refuse exactly the frames longer than it.
   if (!text.empty()) {
