@@ -180,8 +180,10 @@ test('getToken returning the refused token is asked again with growing delays, t
     assert.equal(calls.length, 4, `getToken calls at ${calls.map((t) => t - calls[0])}`);
     const gaps = [calls[2] - calls[1], calls[3] - calls[2]];
     // Attempt n waits within [ceiling/2, ceiling], ceiling = 1 s * 2^(n-1).
-    assert.ok(gaps[0] >= 450 && gaps[0] <= 1500, `first retry after ${gaps[0]} ms`);
-    assert.ok(gaps[1] >= 950 && gaps[1] <= 2500, `second retry after ${gaps[1]} ms`);
+    // Lower bounds only: the backoff may not fire early (no spinning), but a busy machine may
+    // fire it late, so no upper bound is a fact about the SDK.
+    assert.ok(gaps[0] >= 450, `first retry after ${gaps[0]} ms, want at least half of 1 s`);
+    assert.ok(gaps[1] >= 950, `second retry after ${gaps[1]} ms, want at least half of 2 s`);
     const connection = await page.evaluate(() => window.log.connection);
     const failures = connection.filter((e) => e.reason?.startsWith('unauthorized: getToken failed'));
     assert.equal(failures.length, 2, JSON.stringify(connection));
