@@ -119,9 +119,9 @@ class Bench:
         self.args = args
         build = os.path.abspath(args.build_dir)
         self.edge_bin = os.path.join(build, "edge", "waymark-edge")
-        self.bench_bin = os.path.join(build, "edge", "bench", "waymark-bench")
-        self.echo_bin = os.path.join(build, "edge", "bench", "waymark-bench-echo")
-        self.probe_bin = os.path.join(build, "edge", "bench", "waymark-fsync-probe")
+        self.bench_bin = os.path.join(build, "tests", "bench", "waymark-bench")
+        self.echo_bin = os.path.join(build, "tests", "bench", "waymark-bench-echo")
+        self.probe_bin = os.path.join(build, "tests", "bench", "waymark-fsync-probe")
         for path in (self.edge_bin, self.bench_bin, self.echo_bin, self.probe_bin):
             if not os.access(path, os.X_OK):
                 sys.exit("run_bench: %s is not built (./waymark.sh bench builds it)" % path)

@@ -33,6 +33,12 @@ def pytest_addoption(parser):
                                os.path.join(_REPO, "build", "release", "edge", "waymark-edge")),
         help="path of the waymark-edge binary under test",
     )
+    parser.addoption(
+        "--bench-dir",
+        default=os.environ.get("WAYMARK_BENCH_DIR"),
+        help="directory of the load harness binaries (default: <build>/tests/bench, the build "
+             "being the one two levels above --edge)",
+    )
 
 
 def pytest_pyfunc_call(pyfuncitem):
@@ -189,6 +195,16 @@ def edge_binary(request):
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
         pytest.exit("waymark-edge binary not found at %s (pass --edge or set WAYMARK_EDGE)" % path,
                     returncode=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bench_dir(request, edge_binary):
+    """Where waymark-bench, waymark-bench-echo and waymark-fsync-probe are built."""
+    path = request.config.getoption("--bench-dir")
+    if path is None:
+        build = os.path.dirname(os.path.dirname(os.path.abspath(edge_binary)))
+        path = os.path.join(build, "tests", "bench")
     return path
 
 

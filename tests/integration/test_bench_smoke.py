@@ -1,4 +1,4 @@
-# A small smoke run of the load harness (edge/bench/waymark-bench) against a real edge: tiny
+# A small smoke run of the load harness (tests/bench/waymark-bench) against a real edge: tiny
 # counts, correctness only (everything acked, no gap, no repeat). Speed lives in
 # docs/benchmarks.md, never in these assertions. Rates stay far below the edge's default
 # per-connection rate limit, so the edge runs with its default flags.
@@ -12,10 +12,10 @@ HARNESS_TIMEOUT = 120  # stops a wedged run; not a timing claim
 
 
 @pytest.fixture(scope="module")
-def bench_binary(edge_binary):
-    path = os.path.join(os.path.dirname(edge_binary), "bench", "waymark-bench")
+def bench_binary(bench_dir):
+    path = os.path.join(bench_dir, "waymark-bench")
     if not os.access(path, os.X_OK):
-        pytest.skip("waymark-bench is not built next to the edge (%s)" % path)
+        pytest.skip("waymark-bench is not built (%s)" % path)
     return path
 
 

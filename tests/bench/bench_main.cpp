@@ -76,9 +76,23 @@ int main(int argc, char** argv) {
   summary.scenario = o.scenario;
   summary.target = o.target;
   bool ran = false;
-  if (o.target == "waymark" || o.target == "echo") ran = run_ws_scenario(o, summary);
-  else if (o.target == "redis") ran = run_redis_scenario(o, summary);
-  else ran = run_nats_scenario(o, summary);
+  if (o.target == "waymark" || o.target == "echo") {
+    ran = run_ws_scenario(o, summary);
+  } else if (o.target == "redis") {
+#ifdef WAYMARK_BENCH_REDIS
+    ran = run_redis_scenario(o, summary);
+#else
+    std::fprintf(stderr, "waymark-bench: redis peer not built (hiredis was not found when configuring)\n");
+    return 2;
+#endif
+  } else {
+#ifdef WAYMARK_BENCH_NATS
+    ran = run_nats_scenario(o, summary);
+#else
+    std::fprintf(stderr, "waymark-bench: nats peer not built (libnats was not found when configuring)\n");
+    return 2;
+#endif
+  }
   if (!ran) {
     std::fprintf(stderr, "waymark-bench: %s against %s could not run\n", o.scenario.c_str(), o.target.c_str());
     return 2;

@@ -47,7 +47,9 @@ struct BenchOptions {
 };
 
 struct Summary;
-// Each target's scenarios; they fill `summary` and return false on a setup failure.
+// Each target's scenarios; they fill `summary` and return false on a setup failure. The Redis
+// and NATS ones exist only when built with hiredis (WAYMARK_BENCH_REDIS) and libnats
+// (WAYMARK_BENCH_NATS): tests/bench/CMakeLists.txt.
 bool run_ws_scenario(const BenchOptions& options, Summary& summary);
 bool run_redis_scenario(const BenchOptions& options, Summary& summary);
 bool run_nats_scenario(const BenchOptions& options, Summary& summary);
