@@ -4,6 +4,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <cmath>
+#include <cstdint>
+#include <string>
 
 #include "waymark/identifiers.h"
 
@@ -26,6 +28,33 @@ std::optional<TimeMs> numeric_date_ms(const boost::json::value& value) {
   if (!std::isfinite(number) || number < 0 || number > 9.0e15 || std::floor(number) != number)
     return std::nullopt;
   return number > 1e11 ? static_cast<TimeMs>(number) : static_cast<TimeMs>(number) * 1000;
+}
+
+// Decodes base64url (or standard base64), padding optional, as a browser's forgiving atob does
+// after swapping the alphabet. nullopt on any other character or an impossible length.
+std::optional<std::string> decode_base64url(std::string_view text) {
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (char c : text) {
+    int value;
+    if (c >= 'A' && c <= 'Z') value = c - 'A';
+    else if (c >= 'a' && c <= 'z') value = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') value = c - '0' + 52;
+    else if (c == '-' || c == '+') value = 62;
+    else if (c == '_' || c == '/') value = 63;
+    else return std::nullopt;
+    bits = (bits << 6) | static_cast<std::uint32_t>(value);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
 }
 
 Error claim_error(std::string_view claim, std::string_view what) {
@@ -53,6 +82,41 @@ bool is_valid_user_name(std::string_view user) {
   for (char c : user)
     if (!is_name_char(c) && c != '@') return false;
   return true;
+}
+
+std::optional<std::string> user_name_problem(std::string_view user) {
+  if (user.empty()) return "Enter a user name.";
+  for (char c : user)
+    if (!is_name_char(c) && c != '@') return "Use only letters, digits and . _ @ -";
+  if (user.size() > 64)
+    return "Too long: " + std::to_string(user.size()) + " characters, at most 64.";
+  return std::nullopt;
+}
+
+std::optional<TokenSubject> unverified_token_subject(std::string_view token) {
+  auto first = token.find('.');
+  if (first == std::string_view::npos) return std::nullopt;
+  auto second = token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos)
+    return std::nullopt;
+  auto payload = decode_base64url(token.substr(first + 1, second - first - 1));
+  if (!payload) return std::nullopt;
+  boost::json::error_code ec;
+  boost::json::value claims = boost::json::parse(*payload, ec);
+  if (ec || !claims.is_object()) return std::nullopt;
+  const boost::json::value* sub = claims.get_object().if_contains("sub");
+  if (!sub || !sub->is_string()) return std::nullopt;
+  TokenSubject subject;
+  subject.user = std::string(sub->get_string());
+  const boost::json::value* tnt = claims.get_object().if_contains("tnt");
+  if (tnt && tnt->is_string()) subject.tenant = std::string(tnt->get_string());
+  return subject;
+}
+
+std::string local_identity_key(std::string_view token) {
+  if (auto subject = unverified_token_subject(token))
+    return "jwt:" + subject->tenant + "/" + subject->user;
+  return std::string(token);
 }
 
 bool is_valid_tenant_name(std::string_view tenant) {

@@ -30,6 +30,17 @@ bool is_valid_conv(std::string_view conv) {
   return true;
 }
 
+std::optional<std::string> conv_name_problem(std::string_view conv) {
+  if (conv.empty()) return "Enter a conversation name.";
+  for (char c : conv)
+    if (!is_alnum(c) && c != '.' && c != '_' && c != ':' && c != '-')
+      return "Use only letters, digits and . _ : -";
+  if (conv.size() > kMaxConvLength)
+    return "Too long: " + std::to_string(conv.size()) + " characters, at most " +
+           std::to_string(kMaxConvLength) + ".";
+  return std::nullopt;
+}
+
 bool is_valid_message_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxMessageIdLength) return false;
   for (char c : id)

@@ -41,8 +41,27 @@ class DevAuthenticator final : public Authenticator {
 
 // user: 1-64 chars of [A-Za-z0-9._@-]
 bool is_valid_user_name(std::string_view user);
+// What is wrong with a user name, as a sentence for the person who typed it (the web app's
+// sign-in, whose token is dev:<name>), or nullopt when is_valid_user_name(user): the rule
+// DevAuthenticator and a JWT's sub meet. Characters are checked before length.
+std::optional<std::string> user_name_problem(std::string_view user);
 // tenant: 1-64 chars of [A-Za-z0-9._-]
 bool is_valid_tenant_name(std::string_view tenant);
+
+// The sub and tnt claims of a token shaped like a JWT (three dot-separated parts, the middle
+// one base64url JSON with a string "sub"), read WITHOUT checking the signature: a client has
+// no secret. For keying a client's local data by user only, never for access. nullopt: not
+// such a token. `tenant` is "" when tnt is missing or not a string.
+struct TokenSubject {
+  std::string tenant;
+  std::string user;
+};
+std::optional<TokenSubject> unverified_token_subject(std::string_view token);
+
+// The key a client keeps a user's local data (outbox, cursors) under, known before any
+// welcome: "jwt:<tnt>/<sub>" for a JWT, so a rotated token keeps its user's data; any other
+// token (dev:<user>) is its own key.
+std::string local_identity_key(std::string_view token);
 
 // The identity a verified token's claims (a JSON object) grant at `now`, or unauthorized
 // naming the claim at fault: sub (user name), tnt (tenant name), exp (NumericDate in seconds;

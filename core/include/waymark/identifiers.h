@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,11 @@ bool is_valid_message_id(std::string_view id);
 bool is_valid_rid(std::string_view rid);
 // W3C traceparent, version 00: "00-<32 hex>-<16 hex>-<2 hex>", lower-case, ids not all zero.
 bool is_valid_traceparent(std::string_view trace);
+
+// What is wrong with a conversation name, as a sentence for the person who typed it (the web
+// app's join field), or nullopt when is_valid_conv(conv). Checks characters before length, so
+// a name reported too long is ASCII and its length is its number of characters.
+std::optional<std::string> conv_name_problem(std::string_view conv);
 
 // The messages the codec puts after the field name when a rule above fails.
 inline constexpr std::string_view kConvRule = "must be 1-128 chars of [A-Za-z0-9._:-]";
