@@ -26,6 +26,23 @@ const FORWARDED_HISTORY_TIMEOUT_MS = 15000;
 const TOKEN_RETRY_BASE_MS = 1000;
 const TOKEN_RETRY_CAP_MS = 60000;
 
+// A tab's roles and the moves between them: the only place they are listed. _become() is the
+// only place a role changes; reading this._role elsewhere is fine.
+//   starting  the tab has not yet learnt whether another tab leads
+//   follower  another tab owns the session; calls are forwarded to it, its events mirrored
+//   leading   this tab is taking the session over (reading IndexedDB, importing)
+//   leader    this tab owns the ClientSession, the socket and the IndexedDB writes
+//   closed    close() ran; final
+const ROLE_MOVES = {
+  starting: ['follower', 'leading', 'closed'],
+  follower: ['follower', 'leading', 'closed'],  // follower -> follower: a new election
+  leading: ['leader', 'closed'],
+  leader: ['follower', 'closed'],                // stepped down: two leaders without Web Locks
+  closed: [],
+};
+// What client.role says of each (an app sees only whether this tab owns the session).
+const PUBLIC_ROLE = { starting: 'follower', follower: 'follower', leading: 'follower', leader: 'leader', closed: 'closed' };
+
 let corePromise = null;
 function loadCore() {
   if (!corePromise) corePromise = createWaymarkCore();
@@ -136,7 +153,7 @@ class WaymarkClient {
     this._listeners = new Map();    // event name -> Set of callbacks
     this._rows = new Map();         // conv -> Map(id -> row), insertion order = send order
     this._status = { connection: 'offline', user: '', present: {}, unread: {} };
-    this._role = 'starting';        // starting | follower | leading | leader | closed
+    this._role = 'starting';        // see ROLE_MOVES; changed by _become() only
     this._pending = new Map();      // callId -> {method, args, resolve, reject}: forwarded, unanswered
     this._callCounter = 0;
     this._subs = new Map();         // conv -> after: this tab's subscriptions, re-sent to a new leader
@@ -151,7 +168,6 @@ class WaymarkClient {
     this._flushing = null;
     this._persistWaiters = [];
     this._tracked = new Set();      // convs whose presence/unread followers mirror (leader)
-    this._deferredSubs = new Map(); // conv -> after, held while the session is connecting (leader)
     this._lockAbort = null;
     this._releaseLock = null;
     this._refreshingToken = false;  // a getToken() call is in flight (leader)
@@ -234,13 +250,20 @@ class WaymarkClient {
     }
   }
 
+  // Moves this tab to `role` if ROLE_MOVES allows it from the current one; false if not.
+  _become(role) {
+    if (!ROLE_MOVES[this._role].includes(role)) return false;
+    this._role = role;
+    return true;
+  }
+
   _fail(error) {
     console.error('waymark:', error);
     this._settleReady?.();
   }
 
   _becomeFollower() {
-    this._role = 'follower';
+    if (!this._become('follower')) return;
     this._leaderTab = null;
     this._post({ type: 'join', tab: this._tab });
     setTimeout(() => this._settleReady?.(), SYNC_WAIT_MS);
@@ -249,9 +272,9 @@ class WaymarkClient {
   // Takes over the ClientSession: the persisted state (and anything the old leader announced
   // but may not have persisted) is imported before start, then this tab's own calls run.
   async _lead() {
-    if (this._role === 'closed' || this._role === 'leader' || this._role === 'leading') return;
-    this._role = 'leading';
+    if (!this._become('leading')) return;  // closed, or leading already
     const stored = await loadScope(this._db, this._scope);
+    if (this._role !== 'leading') return;  // closed meanwhile
     for (const entry of stored.rows) {
       const rows = this._convRows(entry.conv);
       for (const row of entry.rows) if (!rows.has(row.id)) rows.set(row.id, row);
@@ -267,7 +290,7 @@ class WaymarkClient {
       if (problem && state !== saved && saved) problem = this._session.importState(saved, now);
       if (problem) console.warn('waymark: stored state dropped:', problem);
     }
-    this._role = 'leader';
+    this._become('leader');
     this._leaderTab = this._tab;
     for (const [conv, after] of this._subs) this._session.subscribe(conv, after ?? -1, now);
     this._session.start(now);
@@ -434,14 +457,6 @@ class WaymarkClient {
     this._pump();
   }
 
-  _subscribeDeferred() {
-    if (!this._session || this._session.connectionState() === 'connecting') return;
-    const now = Date.now();
-    for (const [conv, after] of this._deferredSubs) this._session.subscribe(conv, after ?? -1, now);
-    this._deferredSubs.clear();
-    this._pump();
-  }
-
   // The core stopped because the edge refused the token (err unauthorized, bye token_expired,
   // close 4001). Returns when getToken will be asked, if that is later than now.
   _onUnauthorized() {
@@ -538,7 +553,6 @@ class WaymarkClient {
             if (retryAt != null && event.nextRetryAt == null) event.nextRetryAt = retryAt;
           }
           this._emit('connection', { state: event.state, nextRetryAt: event.nextRetryAt, reason: event.reason });
-          if (this._session && event.state !== 'connecting' && this._deferredSubs.size) queueMicrotask(() => this._subscribeDeferred());
           break;
         case 'presence':
           this._tracked.add(event.conv);
@@ -774,14 +788,10 @@ class WaymarkClient {
       }
       case 'subscribe':
         this._tracked.add(args.conv);
-        // Works around the core: a subscribe between hello and welcome is neither in that hello
-        // nor sent after the welcome (ClientSession::subscribe only sends when online), so it
-        // waits here until the connection attempt ends either way.
-        if (session.connectionState() === 'connecting') this._deferredSubs.set(args.conv, args.after);
-        else session.subscribe(args.conv, args.after ?? -1, now);
+        // Any time: made during the handshake, the core sends it after the welcome.
+        session.subscribe(args.conv, args.after ?? -1, now);
         break;
       case 'unsubscribe':
-        this._deferredSubs.delete(args.conv);
         session.unsubscribe(args.conv, now);
         break;
       case 'markRead':
@@ -915,7 +925,6 @@ class WaymarkClient {
     this._sockets.clear();
     for (const waiter of this._historyWaiters.values()) waiter.reject(errorFrom({ code: 'unavailable', msg: 'closed' }));
     this._historyWaiters.clear();
-    this._deferredSubs.clear();
     this._session?.delete();
     this._session = null;
   }
@@ -945,7 +954,7 @@ class WaymarkClient {
   }
 
   get role() {
-    return this._role === 'leader' ? 'leader' : this._role === 'closed' ? 'closed' : 'follower';
+    return PUBLIC_ROLE[this._role];
   }
 
   send(conv, body) {
@@ -1045,7 +1054,7 @@ class WaymarkClient {
       await this._flush();
       this._stopSession();
     }
-    this._role = 'closed';
+    this._become('closed');
     clearTimeout(this._electionTimer);
     clearInterval(this._heartbeat);
     for (const call of this._pending.values()) call.reject(new Error('waymark: client closed'));
