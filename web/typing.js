@@ -1,5 +1,5 @@
 // Typing: TypingSender throttles this user's typing signals; TypingBoard remembers who else is
-// typing where, expiring each entry on its own in case the "off" never arrives.
+// typing where, from the SDK's typing events alone.
 
 // Sends on at most once per refreshMs while keys keep coming (receivers show "typing" for 6 s
 // unless refreshed, docs/protocol.md), and off after idleMs without input or when told to stop.
@@ -39,26 +39,25 @@ export class TypingSender {
   }
 }
 
+// Who else is typing where, exactly as the SDK's typing events say: the core turns another
+// user's "on" off by itself when it is not refreshed in time (typing_expiry_ms), and when the
+// connection drops, so there is no timer here.
 export class TypingBoard {
-  constructor(onChange, { ttlMs = 7000 } = {}) {
+  constructor(onChange) {
     this.onChange = onChange;  // (conv) => void
-    this.ttlMs = ttlMs;
-    this.timers = new Map();   // conv -> Map(user -> timeout)
+    this.typing = new Map();   // conv -> Set(user)
   }
 
   set(conv, user, on) {
-    let users = this.timers.get(conv);
-    if (!users) { users = new Map(); this.timers.set(conv, users); }
-    clearTimeout(users.get(user));
-    if (on) users.set(user, setTimeout(() => this.set(conv, user, false), this.ttlMs));
-    else if (!users.delete(user)) return;
+    let users = this.typing.get(conv);
+    if (!users) { users = new Set(); this.typing.set(conv, users); }
+    if (on === users.has(user)) return;
+    if (on) users.add(user);
+    else users.delete(user);
     this.onChange(conv);
   }
 
-  users(conv) { return [...(this.timers.get(conv)?.keys() ?? [])].sort(); }
+  users(conv) { return [...(this.typing.get(conv) ?? [])].sort(); }
 
-  clear() {
-    for (const users of this.timers.values()) for (const t of users.values()) clearTimeout(t);
-    this.timers.clear();
-  }
+  clear() { this.typing.clear(); }
 }
