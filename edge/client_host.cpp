@@ -2,7 +2,7 @@
 // callbacks become on_open/on_frame/on_close, and next_deadline drives on_timer.
 #include "client_host.h"
 
-#include "waymark/overloaded.h"
+#include "overloaded.h"
 
 #include <openssl/rand.h>
 

@@ -34,15 +34,6 @@ struct PerSession {  // lws's per-connection user data: just our id
   ConnId id;
 };
 
-std::string_view frame_type_of(const std::string& text) {
-  // The core's serializer always writes "t" first: {"t":"<type>",...
-  constexpr std::string_view kPrefix = R"({"t":")";
-  if (text.compare(0, kPrefix.size(), kPrefix) != 0) return "other";
-  auto end = text.find('"', kPrefix.size());
-  if (end == std::string::npos) return "other";
-  return std::string_view(text).substr(kPrefix.size(), end - kPrefix.size());
-}
-
 // An audit record as a log line too: {"event":"audit","audit":true,"kind":<its event>,...}; the
 // line has its own ts.
 void log_audit(const AuditRecord& record) {
@@ -57,7 +48,7 @@ void log_audit(const AuditRecord& record) {
 
 }  // namespace
 
-EdgeServer::EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth)
+EdgeServer::EdgeServer(EdgeOptions options, LogStore& store, Authenticator& auth)
     : options_(std::move(options)), store_(store), auth_(auth), random_(std::make_unique<OsRandom>()) {
   // One largest frame must always fit in a queue, or every such message would lag its reader.
   options_.max_queue_bytes = std::max(options_.max_queue_bytes, 2 * options_.max_frame + 4096);
@@ -281,7 +272,7 @@ int EdgeServer::on_receive(ConnId id, lws* wsi, const char* data, std::size_t le
     c.rx_oversized = false;
   }
   if (!c.rx_oversized) {
-    if (c.rx.size() + len > options_.max_frame) {
+    if (check_frame_size(c.rx.size() + len, options_.max_frame)) {
       c.rx_oversized = true;
       c.rx.clear();
       node_->on_oversized(id, now());  // err too_large, then close 1009
@@ -494,7 +485,7 @@ void EdgeServer::flush() {
         auto it = connections_.find(write->conn);
         if (it == connections_.end() || it->second.close_code) continue;
         Connection& c = it->second;
-        std::string_view type = frame_type_of(*write->text);
+        std::string_view type = write->type;
         // A lagging connection gets its bye and nothing more: what it was sent is a gap-free
         // prefix of its stream, and it resumes from its cursor.
         if (c.lagging && type != "bye") continue;

@@ -20,9 +20,9 @@
 #include "edge_log.h"
 #include "edge_metrics.h"
 #include "group_commit_writer.h"
-#include "lmdb_log_store.h"
 #include "waymark/auth.h"
 #include "waymark/edge_node.h"
+#include "waymark/log_store.h"
 
 namespace waymark::edge {
 
@@ -47,7 +47,7 @@ struct EdgeOptions {
 class EdgeServer {
  public:
   // REQUIRES: store and auth outlive the server.
-  EdgeServer(EdgeOptions options, LmdbLogStore& store, Authenticator& auth);
+  EdgeServer(EdgeOptions options, LogStore& store, Authenticator& auth);
   ~EdgeServer();
 
   // Binds the listen socket. An error names what failed.
@@ -97,7 +97,7 @@ class EdgeServer {
   TimeMs now() const;
 
   EdgeOptions options_;
-  LmdbLogStore& store_;
+  LogStore& store_;
   Authenticator& auth_;
   std::unique_ptr<RandomSource> random_;
   std::unique_ptr<EdgeNode> node_;

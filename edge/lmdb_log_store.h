@@ -72,7 +72,7 @@ class LmdbLogStore final : public LogStore {
   Status write(const std::function<Status(LogTxn&)>& body) override;
 
   // Bytes of the map in use ((last page + 1) * page size): the lmdb_size metric.
-  Result<std::uint64_t> size_bytes();
+  Result<std::uint64_t> size_bytes() override;
   // The current map size: what the store may hold before it next grows.
   Result<std::uint64_t> map_size_bytes();
   // Flushes to disk. Commits already fsync; this is for callers that want to be explicit.

@@ -13,8 +13,9 @@
 #include <variant>
 
 #include "waymark/client_session.h"
+#include "waymark/codec.h"
 #include "waymark/identifiers.h"
-#include "waymark/overloaded.h"
+#include "../core/src/overloaded.h"  // not public API: core/CMakeLists.txt
 
 namespace json = boost::json;
 
@@ -60,71 +61,75 @@ json::object error_json(const Error& error) {
   return json::object{{"code", to_string(error.code)}, {"msg", error.message}};
 }
 
-json::object msg_json(const Msg& msg) {
-  json::object o{{"conv", msg.conv}, {"id", msg.id}, {"from", msg.from}, {"ts", msg.ts}};
-  if (msg.seq) o["seq"] = *msg.seq;
-  if (msg.cts) o["cts"] = *msg.cts;
-  if (msg.trace) o["trace"] = *msg.trace;
-  o["body"] = msg.body;
+// ---- events without a body: boost::json objects ----
+
+json::value plain_event_json(const ConnectionEvent& e) {
+  json::object o{{"type", "connection"}, {"state", to_string(e.state)}, {"reason", e.reason}};
+  if (e.next_retry_at) o["nextRetryAt"] = *e.next_retry_at;
+  if (e.token_refused) o["needsToken"] = true;
   return o;
 }
+json::value plain_event_json(const PresenceEvent& e) {
+  return json::object{{"type", "presence"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+}
+json::value plain_event_json(const TypingEvent& e) {
+  return json::object{{"type", "typing"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+}
+json::value plain_event_json(const ReceiptEvent& e) {
+  return json::object{{"type", "receipt"}, {"conv", e.conv}, {"user", e.user}, {"seq", e.seq},
+                      {"kind", to_string(e.kind)}};
+}
+json::value plain_event_json(const UnreadEvent& e) {
+  return json::object{{"type", "unread"}, {"conv", e.conv}, {"count", e.count}};
+}
+json::value plain_event_json(const CursorEvent& e) {
+  return json::object{{"type", "cursor"}, {"conv", e.conv}, {"seq", e.seq}};
+}
+json::value plain_event_json(const ErrorEvent& e) {
+  json::object o{{"type", "error"}, {"error", error_json(e.error)}};
+  if (e.rid) o["rid"] = *e.rid;
+  return o;
+}
+json::value plain_event_json(const StateChangedEvent&) { return json::object{{"type", "state"}}; }
 
-json::value event_json(const ClientEvent& event) {
+// Events cross as JSON text. A msg is the codec's msg frame ("t":"msg" and all), and a body
+// is its JsonText spliced in as sent: no second JSON shape of a message, no re-serialized body.
+std::string event_json(const ClientEvent& event) {
   return std::visit(
       Overloaded{
-          [](const RowEvent& e) -> json::value {
+          [](const RowEvent& e) -> std::string {
             json::object o{{"type", "row"}, {"conv", e.conv}, {"id", e.id},
                            {"state", to_string(e.state)}, {"own", e.own}};
             if (e.seq) o["seq"] = *e.seq;
             if (e.error) o["error"] = error_json(*e.error);
-            if (e.body) o["body"] = *e.body;
             if (e.trace) o["trace"] = *e.trace;
             if (e.at) o["at"] = *e.at;
-            return o;
+            std::string text = json::serialize(o);
+            if (e.body) append_raw_member(text, "body", e.body->text);
+            return text;
           },
-          [](const MessageEvent& e) -> json::value {
-            return json::object{{"type", "message"}, {"own", e.own}, {"msg", msg_json(e.msg)}};
+          [](const MessageEvent& e) -> std::string {
+            std::string text = json::serialize(json::object{{"type", "message"}, {"own", e.own}});
+            append_raw_member(text, "msg", serialize(Frame{e.msg}));
+            return text;
           },
-          [](const ConnectionEvent& e) -> json::value {
-            json::object o{{"type", "connection"}, {"state", to_string(e.state)}, {"reason", e.reason}};
-            if (e.next_retry_at) o["nextRetryAt"] = *e.next_retry_at;
-            return o;
-          },
-          [](const PresenceEvent& e) -> json::value {
-            return json::object{{"type", "presence"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
-          },
-          [](const TypingEvent& e) -> json::value {
-            return json::object{{"type", "typing"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
-          },
-          [](const ReceiptEvent& e) -> json::value {
-            return json::object{{"type", "receipt"}, {"conv", e.conv}, {"user", e.user},
-                                {"seq", e.seq},
-                                {"kind", e.kind == ReceiptKind::read ? "read" : "delivered"}};
-          },
-          [](const UnreadEvent& e) -> json::value {
-            return json::object{{"type", "unread"}, {"conv", e.conv}, {"count", e.count}};
-          },
-          [](const CursorEvent& e) -> json::value {
-            return json::object{{"type", "cursor"}, {"conv", e.conv}, {"seq", e.seq}};
-          },
-          [](const HistoryEvent& e) -> json::value {
-            json::array msgs;
-            for (const Msg& msg : e.msgs) msgs.push_back(msg_json(msg));
-            json::object o{{"type", "history"}, {"rid", e.rid}, {"conv", e.conv},
-                           {"msgs", std::move(msgs)}, {"more", e.more}};
+          [](const HistoryEvent& e) -> std::string {
+            json::object o{{"type", "history"}, {"rid", e.rid}, {"conv", e.conv}, {"more", e.more}};
             if (e.error) o["error"] = error_json(*e.error);
-            return o;
+            std::string msgs = "[";
+            for (const Msg& msg : e.msgs) {
+              if (msgs.size() > 1) msgs += ',';
+              msgs += serialize(Frame{msg});
+            }
+            msgs += ']';
+            std::string text = json::serialize(o);
+            append_raw_member(text, "msgs", msgs);
+            return text;
           },
-          [](const ErrorEvent& e) -> json::value {
-            json::object o{{"type", "error"}, {"error", error_json(e.error)}};
-            if (e.rid) o["rid"] = *e.rid;
-            return o;
-          },
-          [](const StateChangedEvent&) -> json::value { return json::object{{"type", "state"}}; },
+          [](const auto& other) -> std::string { return json::serialize(plain_event_json(other)); },
       },
       event);
 }
-
 json::value io_json(const IoAction& action) {
   return std::visit(
       Overloaded{
@@ -144,14 +149,6 @@ json::value io_json(const IoAction& action) {
 std::optional<std::string> optional_device(const std::string& device) {
   if (device.empty()) return std::nullopt;
   return device;
-}
-
-// Parses a body handed over as JSON text (JSON.stringify in waymark.js, so always valid).
-std::optional<json::value> parse_body(const std::string& body_json) {
-  json::error_code ec;
-  json::value body = json::parse(body_json, ec);
-  if (ec) return std::nullopt;
-  return body;
 }
 
 }  // namespace
@@ -180,18 +177,14 @@ class WasmSession {
   }
   void on_timer(double now) { session_.on_timer(to_time(now)); }
 
-  // Returns the new message id, or "" when body_json is not JSON.
+  // body_json: JSON.stringify of the app's body, sent as this text. Returns the new message
+  // id; a body the core refuses fails its row (a row event with the error).
   std::string send(std::string conv, std::string body_json, double now) {
-    auto body = parse_body(body_json);
-    if (!body) return {};
-    return session_.send(conv, std::move(*body), to_time(now));
+    return session_.send(conv, JsonText{std::move(body_json)}, to_time(now));
   }
-  // A send forwarded by another tab, with the id that tab made (message_id_for). Returns the
-  // id ("" on a bad body).
+  // A send forwarded by another tab, with the id that tab made (message_id_for).
   std::string send_with_id(std::string conv, std::string body_json, double now, std::string id) {
-    auto body = parse_body(body_json);
-    if (!body) return {};
-    return session_.send(conv, std::move(*body), to_time(now), std::move(id));
+    return session_.send(conv, JsonText{std::move(body_json)}, to_time(now), std::move(id));
   }
 
   void subscribe(std::string conv, double after, double now) {
@@ -220,9 +213,13 @@ class WasmSession {
     return json::serialize(out);
   }
   std::string take_events() {
-    json::array out;
-    for (const ClientEvent& event : session_.take_events()) out.push_back(event_json(event));
-    return json::serialize(out);
+    std::string out = "[";
+    for (const ClientEvent& event : session_.take_events()) {
+      if (out.size() > 1) out += ',';
+      out += event_json(event);
+    }
+    out += ']';
+    return out;
   }
   double next_deadline() const {
     auto deadline = session_.next_deadline();

@@ -5,17 +5,16 @@
 #include <algorithm>
 #include <boost/json.hpp>
 
+#include "json_scan.h"
+#include "waymark/close_codes.h"
 #include "waymark/codec.h"
-#include "waymark/overloaded.h"
+#include "overloaded.h"
 
 namespace json = boost::json;
 
 namespace waymark {
 namespace {
 
-constexpr int kCloseNormal = 1000;
-constexpr int kCloseUnauthorized = 4001;
-constexpr std::string_view kByeTokenExpired = "token_expired";
 constexpr std::size_t kUnlimitedIncoming = static_cast<std::size_t>(-1);
 
 void take_min(std::optional<TimeMs>& deadline, TimeMs candidate) {
@@ -150,10 +149,10 @@ void ClientSession::start(TimeMs now) {
 }
 
 void ClientSession::close(TimeMs now) {
-  if (connection_) io_.emplace_back(CloseSocket{connection_, kCloseNormal});
+  if (connection_) io_.emplace_back(CloseSocket{connection_, close_code::normal});
   bool was_stopped = phase_ == Phase::stopped;
   phase_ = Phase::stopped;  // first, so connection_lost neither schedules nor announces a retry
-  connection_lost(now, "closed by app", false, kCloseNormal);
+  connection_lost(now, "closed by app", false, close_code::normal);
   if (!was_stopped) emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "closed by app"});
 }
 
@@ -221,8 +220,8 @@ void ClientSession::stop_unauthorized(TimeMs now, const std::string& detail) {
   // Stopped first, so connection_lost neither schedules nor announces a retry.
   phase_ = Phase::stopped;
   bye_window_.reset();
-  connection_lost(now, "unauthorized", true, kCloseNormal);
-  emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + detail});
+  connection_lost(now, "unauthorized", true, close_code::normal);
+  emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + detail, true});
 }
 
 void ClientSession::write(const Frame& frame) {
@@ -248,14 +247,14 @@ void ClientSession::on_open(ConnectionId connection, TimeMs now) {
 
 void ClientSession::on_close(ConnectionId connection, TimeMs now, std::optional<int> close_code) {
   if (!is_current(connection)) return;
-  if (close_code == kCloseUnauthorized) {
+  if (close_code == close_code::unauthorized) {
     // The err or bye that should precede a 4001 did not arrive (the edge closed before
     // writing it): the close code alone says the token was refused.
     connection_ = 0;  // already closed: nothing to ask the host to close
     stop_unauthorized(now, "closed 4001");
     return;
   }
-  connection_lost(now, "closed", false, kCloseNormal);
+  connection_lost(now, "closed", false, close_code::normal);
 }
 
 void ClientSession::on_frame(ConnectionId connection, std::string_view text, TimeMs now) {
@@ -296,11 +295,11 @@ void ClientSession::on_timer(TimeMs now) {
     case Phase::connecting:
     case Phase::handshaking:
       if (now - phase_since_ >= config_.handshake_timeout_ms)
-        connection_lost(now, "handshake timeout", true, kCloseNormal);
+        connection_lost(now, "handshake timeout", true, close_code::normal);
       break;
     case Phase::online:
       if (now - last_heard_ >= 2 * heartbeat_ms_) {
-        connection_lost(now, "dead", true, kCloseNormal);
+        connection_lost(now, "dead", true, close_code::normal);
         break;
       }
       if (now - last_ping_ >= heartbeat_ms_) {
@@ -550,14 +549,14 @@ void ClientSession::handle(const Presence& frame, TimeMs) {
 }
 
 void ClientSession::handle(const Bye& frame, TimeMs now) {
-  if (frame.reason == kByeTokenExpired) {
+  if (frame.reason == bye_reason::token_expired) {
     // The edge ends the session at the token's exp. Its retry window does not apply: the same
     // token would only be refused, so this waits for a new one like err unauthorized does.
     stop_unauthorized(now, "token expired");
     return;
   }
   bye_window_ = std::make_pair(frame.retry_min_ms, frame.retry_max_ms);
-  connection_lost(now, "bye:" + frame.reason, true, kCloseNormal);
+  connection_lost(now, "bye:" + frame.reason, true, close_code::normal);
 }
 
 void ClientSession::handle(const Err& frame, TimeMs now) {
@@ -696,7 +695,7 @@ void ClientSession::apply_others_receipt(const std::string& conv, Conversation& 
 
 // ---- outbox -------------------------------------------------------------------------------
 
-std::string ClientSession::send(const std::string& conv, json::value body, TimeMs now,
+std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs now,
                                std::optional<std::string> id) {
   OutboxEntry entry;
   entry.conv = conv;
@@ -714,19 +713,21 @@ std::string ClientSession::send(const std::string& conv, json::value body, TimeM
   row.at = now;
 
   std::optional<Error> refused;
+  Result<JsonText> checked = parse_json_text(entry.body.text);
   if (!is_valid_conv(conv)) {
     refused = make_error(ErrorCode::invalid, "conv: " + std::string(kConvRule));
   } else if (!is_valid_message_id(entry.id)) {
     refused = make_error(ErrorCode::invalid, "id: " + std::string(kMessageIdRule));
+  } else if (!checked.ok()) {
+    refused = checked.error();
   } else if (find_outbox(conv, entry.id) != outbox_.end()) {
     return entry.id;  // the same caller-chosen id again: already queued, one row
   } else {
-    std::size_t size =
-        serialize(Send{conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt}).size();
-    if (size > max_frame_)
-      refused = make_error(ErrorCode::too_large, "frame: " + std::to_string(size) +
-                                                     " bytes exceeds max_frame " +
-                                                     std::to_string(max_frame_));
+    entry.body = std::move(checked).value();
+    row.body = entry.body;
+    refused = check_frame_size(
+        serialize(Send{conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt}).size(),
+        max_frame_);
   }
   if (refused) {  // never enters the outbox: it could not succeed later either
     row.state = RowState::failed;
@@ -778,13 +779,11 @@ void ClientSession::pump_outbox(TimeMs now) {
     }
     std::string text =
         serialize(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt});
-    if (text.size() > max_frame_) {
+    if (auto too_large = check_frame_size(text.size(), max_frame_)) {
       // Queued under a larger limit than this welcome's: the edge would close with 1009 on
       // every reconnect, so it fails here as send() would have failed it.
       entry.failed = true;
-      entry.error = make_error(ErrorCode::too_large, "frame: " + std::to_string(text.size()) +
-                                                         " bytes exceeds max_frame " +
-                                                         std::to_string(max_frame_));
+      entry.error = std::move(too_large);
       RowEvent row;
       row.conv = entry.conv;
       row.id = entry.id;
@@ -824,16 +823,21 @@ void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
 
 // ---- durable state ------------------------------------------------------------------------
 
+// The state document: {"v":1,"outbox":[{conv,id,cts,trace,failed,error?,body}],"convs":{...}}.
+// Bodies are written as their JsonText, so an imported outbox sends them byte for byte.
 std::string ClientSession::export_state() const {
-  json::array outbox;
+  std::string outbox = "[";
   for (const auto& entry : outbox_) {
     json::object o{{"conv", entry.conv}, {"id", entry.id}, {"cts", entry.cts},
                    {"trace", entry.trace}, {"failed", entry.failed}};
-    o["body"] = entry.body;
     if (entry.error)
       o["error"] = json::object{{"code", to_string(entry.error->code)}, {"msg", entry.error->message}};
-    outbox.push_back(std::move(o));
+    std::string item = json::serialize(o);
+    append_raw_member(item, "body", entry.body.text);
+    if (outbox.size() > 1) outbox += ',';
+    outbox += item;
   }
+  outbox += ']';
   json::object convs;
   for (const auto& [conv, c] : conversations_) {
     if (!c.wanted && !c.cursor) continue;
@@ -841,12 +845,16 @@ std::string ClientSession::export_state() const {
     if (c.cursor) o["cursor"] = *c.cursor;
     convs[conv] = std::move(o);
   }
-  return json::serialize(json::object{{"v", 1}, {"outbox", std::move(outbox)}, {"convs", std::move(convs)}});
+  std::string state = json::serialize(json::object{{"v", 1}, {"convs", std::move(convs)}});
+  append_raw_member(state, "outbox", outbox);
+  return state;
 }
 
 Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs now) {
   json::error_code ec;
-  json::value value = json::parse(text, ec);
+  json::parse_options options;
+  options.max_depth = 64;  // a body nests three levels below the document (outbox, entry)
+  json::value value = json::parse(text, ec, {}, options);
   if (ec || !value.is_object()) return make_error(ErrorCode::bad_frame, "state: not a JSON object");
   const json::object& root = value.get_object();
   auto version = root.find("v");
@@ -856,7 +864,12 @@ Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs
   std::deque<OutboxEntry> outbox;
   if (auto it = root.find("outbox"); it != root.end()) {
     if (!it->value().is_array()) return make_error(ErrorCode::invalid, "state.outbox: must be an array");
+    std::vector<std::string_view> item_texts =
+        json_scan::raw_elements(json_scan::raw_member(text, "outbox").value_or(""));
+    std::size_t index = 0;
     for (const json::value& item : it->value().get_array()) {
+      std::string_view item_text = index < item_texts.size() ? item_texts[index] : "";
+      ++index;
       if (!item.is_object()) return make_error(ErrorCode::invalid, "state.outbox[]: must be objects");
       const json::object& o = item.get_object();
       auto str = [&](const char* key) -> std::optional<std::string> {
@@ -866,12 +879,13 @@ Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs
       };
       OutboxEntry entry;
       auto conv = str("conv"), id = str("id"), trace = str("trace");
-      auto body = o.find("body");
-      if (!conv || !is_valid_conv(*conv) || !id || !is_valid_message_id(*id) || body == o.end())
+      auto body_text = json_scan::raw_member(item_text, "body");
+      auto body = body_text ? parse_json_text(*body_text) : Result<JsonText>(Error{});
+      if (!conv || !is_valid_conv(*conv) || !id || !is_valid_message_id(*id) || !body.ok())
         return make_error(ErrorCode::invalid, "state.outbox[]: conv, id and body required");
       entry.conv = *conv;
       entry.id = *id;
-      entry.body = body->value();
+      entry.body = std::move(body).value();
       entry.trace = trace && is_valid_traceparent(*trace) ? *trace : make_traceparent(random_);
       if (auto cts = o.find("cts"); cts != o.end() && cts->value().is_int64())
         entry.cts = cts->value().get_int64();

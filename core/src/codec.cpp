@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "json_scan.h"
 #include "waymark/identifiers.h"
 
 namespace json = boost::json;
@@ -15,13 +16,20 @@ namespace {
 
 // Integers must be exact in a JavaScript number too: |n| <= 2^53 - 1.
 constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
+// Nesting allowed in a frame from a client (boost::json's default). A body nests one level
+// below its frame, so a body handed over alone (parse_json_text) may nest one level less.
+constexpr std::size_t kMaxClientFrameDepth = 32;
+// An edge's page nests a body three levels down (page, msgs, msg): a client accepts what an
+// edge accepted from the sender.
+constexpr std::size_t kMaxEdgeFrameDepth = kMaxClientFrameDepth + 8;
 
 // Reads the fields of one JSON object, keeping the first error. Each getter returns a
 // default value after an error; the caller checks `error` once at the end.
 class FieldReader {
  public:
-  explicit FieldReader(const json::object& object, std::string prefix = {})
-      : object_(object), prefix_(std::move(prefix)) {}
+  // text: the object's own JSON text, from which a body is cut as sent.
+  FieldReader(const json::object& object, std::string_view text, std::string prefix = {})
+      : object_(object), text_(text), prefix_(std::move(prefix)) {}
 
   std::optional<Error> error;
 
@@ -148,27 +156,52 @@ class FieldReader {
 
   std::string user(std::string_view key = "user") { return string(key); }
 
+  // A message body: any JSON value with finite numbers, kept as the text it was sent as.
+  JsonText body() {
+    const json::value* v = find("body");
+    if (!v) {
+      fail("body", "missing");
+      return {};
+    }
+    if (has_non_finite_number(*v)) {
+      fail("body", "numbers must be finite");
+      return {};
+    }
+    auto raw = json_scan::raw_member(text_, "body");
+    if (!raw) {  // cannot happen for text boost::json accepted; never store a guess
+      fail("body", "unreadable");
+      return {};
+    }
+    return JsonText{std::string(*raw)};
+  }
+
+  // The JSON text of the member `key`, for a nested reader.
+  std::string_view raw(std::string_view key) const {
+    return json_scan::raw_member(text_, key).value_or(std::string_view{});
+  }
+
  private:
+  // JSON has no Infinity or NaN; a number too large for a double (1e400) parses to one, and
+  // the text of such a body would reach JavaScript readers as Infinity.
+  static bool has_non_finite_number(const json::value& value) {
+    switch (value.kind()) {
+      case json::kind::double_: return !std::isfinite(value.get_double());
+      case json::kind::array:
+        for (const auto& item : value.get_array())
+          if (has_non_finite_number(item)) return true;
+        return false;
+      case json::kind::object:
+        for (const auto& field : value.get_object())
+          if (has_non_finite_number(field.value())) return true;
+        return false;
+      default: return false;
+    }
+  }
+
   const json::object& object_;
+  std::string_view text_;
   std::string prefix_;
 };
-
-// JSON has no Infinity or NaN; a number too large for a double (1e400) parses to one, and
-// would be stored and sent back as text no JSON parser accepts.
-bool has_non_finite_number(const json::value& value) {
-  switch (value.kind()) {
-    case json::kind::double_: return !std::isfinite(value.get_double());
-    case json::kind::array:
-      for (const auto& item : value.get_array())
-        if (has_non_finite_number(item)) return true;
-      return false;
-    case json::kind::object:
-      for (const auto& field : value.get_object())
-        if (has_non_finite_number(field.value())) return true;
-      return false;
-    default: return false;
-  }
-}
 
 template <typename T>
 Result<Frame> finish(FieldReader& reader, T&& frame) {
@@ -187,7 +220,7 @@ std::optional<SubRequest> read_sub_request(FieldReader& r) {
   return request;
 }
 
-Result<Frame> parse_hello(FieldReader& r, const json::object& o) {
+Result<Frame> parse_hello(FieldReader& r) {
   Hello f;
   f.rid = r.rid();
   f.token = r.string("token");
@@ -204,7 +237,7 @@ Result<Frame> parse_hello(FieldReader& r, const json::object& o) {
           r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
           break;
         }
-        FieldReader sub_reader(entry.get_object(), prefix);
+        FieldReader sub_reader(entry.get_object(), {}, prefix);  // no body in a sub
         auto request = read_sub_request(sub_reader);
         if (!request) {
           r.error = sub_reader.error;
@@ -214,7 +247,6 @@ Result<Frame> parse_hello(FieldReader& r, const json::object& o) {
       }
     }
   }
-  (void)o;
   return finish(r, std::move(f));
 }
 
@@ -248,12 +280,7 @@ Result<Frame> parse_send(FieldReader& r) {
   f.rid = r.rid();
   f.conv = r.conv();
   f.id = r.message_id();
-  if (const json::value* body = r.find("body")) {
-    if (has_non_finite_number(*body)) r.fail("body", "numbers must be finite");
-    f.body = *body;
-  } else {
-    r.fail("body", "missing");
-  }
+  f.body = r.body();
   f.cts = r.opt_integer("cts", 0);
   f.trace = r.trace();
   return finish(r, std::move(f));
@@ -308,12 +335,7 @@ std::optional<Msg> read_msg(FieldReader& r) {
   m.ts = r.integer("ts", 0);
   m.cts = r.opt_integer("cts", 0);
   m.trace = r.trace();
-  if (const json::value* body = r.find("body")) {
-    if (has_non_finite_number(*body)) r.fail("body", "numbers must be finite");
-    m.body = *body;
-  } else {
-    r.fail("body", "missing");
-  }
+  m.body = r.body();
   if (r.error) return std::nullopt;
   return m;
 }
@@ -360,14 +382,17 @@ Result<Frame> parse_page(FieldReader& r) {
     if (!msgs->is_array()) {
       r.fail("msgs", "must be an array");
     } else {
+      std::vector<std::string_view> texts = json_scan::raw_elements(r.raw("msgs"));
       std::size_t index = 0;
       for (const json::value& entry : msgs->get_array()) {
-        std::string prefix = "msgs[" + std::to_string(index++) + "].";
+        std::string prefix = "msgs[" + std::to_string(index) + "].";
         if (!entry.is_object()) {
           r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
           break;
         }
-        FieldReader msg_reader(entry.get_object(), prefix);
+        FieldReader msg_reader(entry.get_object(),
+                               index < texts.size() ? texts[index] : std::string_view{}, prefix);
+        ++index;
         auto m = read_msg(msg_reader);
         if (!m) {
           r.error = msg_reader.error;
@@ -467,7 +492,8 @@ void put_rid(json::object& o, const std::optional<std::string>& rid) {
   if (rid) o["rid"] = *rid;
 }
 
-json::object msg_object(const Msg& m) {
+// The msg frame: every field but the body through boost::json, then the body as sent.
+std::string serialize_msg(const Msg& m) {
   json::object o;
   o["t"] = "msg";
   o["conv"] = m.conv;
@@ -477,8 +503,19 @@ json::object msg_object(const Msg& m) {
   o["ts"] = m.ts;
   if (m.cts) o["cts"] = *m.cts;
   if (m.trace) o["trace"] = *m.trace;
-  o["body"] = m.body;
-  return o;
+  std::string text = json::serialize(o);
+  append_raw_member(text, "body", m.body.text);
+  return text;
+}
+
+std::string serialize_send(const Send& f) {
+  json::object o{{"t", "send"}, {"conv", f.conv}, {"id", f.id}};
+  if (f.cts) o["cts"] = *f.cts;
+  if (f.trace) o["trace"] = *f.trace;
+  put_rid(o, f.rid);
+  std::string text = json::serialize(o);
+  append_raw_member(text, "body", f.body.text);
+  return text;
 }
 
 json::object sub_object(const SubRequest& s) {
@@ -489,6 +526,7 @@ json::object sub_object(const SubRequest& s) {
   return o;
 }
 
+// Frames without a body; Send, Msg and Page are written by serialize itself.
 struct ToJson {
   json::object operator()(const Hello& f) const {
     json::object o{{"t", "hello"}, {"token", f.token}};
@@ -520,14 +558,6 @@ struct ToJson {
     put_rid(o, f.rid);
     return o;
   }
-  json::object operator()(const Send& f) const {
-    json::object o{{"t", "send"}, {"conv", f.conv}, {"id", f.id}};
-    o["body"] = f.body;
-    if (f.cts) o["cts"] = *f.cts;
-    if (f.trace) o["trace"] = *f.trace;
-    put_rid(o, f.rid);
-    return o;
-  }
   json::object operator()(const Ping& f) const {
     json::object o{{"t", "ping"}};
     if (f.ts) o["ts"] = *f.ts;
@@ -555,21 +585,11 @@ struct ToJson {
     put_rid(o, f.rid);
     return o;
   }
-  json::object operator()(const Msg& f) const { return msg_object(f); }
   json::object operator()(const Subd& f) const {
     json::array present;
     for (const auto& user : f.present) present.emplace_back(user);
     json::object o{{"t", "subd"}, {"conv", f.conv}, {"head", f.head}, {"read", f.read}};
     o["present"] = std::move(present);
-    o["more"] = f.more;
-    put_rid(o, f.rid);
-    return o;
-  }
-  json::object operator()(const Page& f) const {
-    json::array msgs;
-    for (const auto& m : f.msgs) msgs.push_back(msg_object(m));
-    json::object o{{"t", "page"}, {"conv", f.conv}};
-    o["msgs"] = std::move(msgs);
     o["more"] = f.more;
     put_rid(o, f.rid);
     return o;
@@ -643,7 +663,56 @@ std::string json_quote(std::string_view text) {
 std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, frame); }
 
 std::string serialize(const Frame& frame) {
-  return json::serialize(std::visit(ToJson{}, frame));
+  if (const Msg* m = std::get_if<Msg>(&frame)) return serialize_msg(*m);
+  if (const Send* send = std::get_if<Send>(&frame)) return serialize_send(*send);
+  if (const Page* page = std::get_if<Page>(&frame)) {
+    std::vector<std::string> msgs;
+    msgs.reserve(page->msgs.size());
+    for (const Msg& m : page->msgs) msgs.push_back(serialize_msg(m));
+    return serialize_page(page->conv, msgs, page->more, page->rid);
+  }
+  return std::visit(
+      [](const auto& f) -> std::string {
+        if constexpr (requires { ToJson{}(f); })
+          return json::serialize(ToJson{}(f));
+        else
+          return {};  // unreachable: the three frames with bodies are written above
+      },
+      frame);
+}
+
+void append_raw_member(std::string& object_json, std::string_view key, std::string_view raw_value) {
+  // REQUIRES: object_json ends in '}'. "{}" gets no comma.
+  object_json.pop_back();
+  if (object_json.size() > 1) object_json += ',';
+  object_json += json_quote(key);
+  object_json += ':';
+  object_json += raw_value;
+  object_json += '}';
+}
+
+std::optional<Error> check_frame_size(std::size_t size, std::size_t max_frame) {
+  if (size <= max_frame) return std::nullopt;
+  return make_error(ErrorCode::too_large, "frame: " + std::to_string(size) +
+                                              " bytes exceeds max_frame " +
+                                              std::to_string(max_frame));
+}
+
+Result<JsonText> parse_json_text(std::string_view text) {
+  json::parse_options options;
+  options.max_depth = kMaxClientFrameDepth - 1;
+  json::error_code ec;
+  json::value value = json::parse(text, ec, {}, options);
+  if (ec) return make_error(ErrorCode::invalid, "body: not JSON (" + ec.message() + ")");
+  // One member named body in a one-member object: the reader's rules, applied once.
+  json::object holder{{"body", std::move(value)}};
+  std::size_t first = text.find_first_not_of(" \t\n\r");
+  std::size_t last = text.find_last_not_of(" \t\n\r");
+  std::string wrapped = "{\"body\":" + std::string(text.substr(first, last - first + 1)) + "}";
+  FieldReader reader(holder, wrapped);
+  JsonText body = reader.body();
+  if (reader.error) return *reader.error;
+  return body;
 }
 
 std::string serialize_page(std::string_view conv, const std::vector<std::string>& stored_msgs,
@@ -669,36 +738,11 @@ std::string serialize_page(std::string_view conv, const std::vector<std::string>
   return out;
 }
 
-std::optional<std::string> rid_of_bad_frame(std::string_view text) {
-  json::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec || !value.is_object()) return std::nullopt;
-  const json::object& o = value.get_object();
-  auto it = o.find("rid");
-  if (it == o.end() || !it->value().is_string()) return std::nullopt;
-  std::string rid(it->value().get_string());
-  if (!is_valid_rid(rid)) return std::nullopt;
-  return rid;
-}
+namespace {
 
-Result<Frame> parse_frame(std::string_view text, Direction direction, const ParseLimits& limits) {
-  if (text.size() > limits.max_frame)
-    return make_error(ErrorCode::too_large, "frame: " + std::to_string(text.size()) +
-                                                " bytes exceeds max_frame " +
-                                                std::to_string(limits.max_frame));
-  json::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec) return make_error(ErrorCode::bad_frame, "frame: not JSON (" + ec.message() + ")");
-  if (!value.is_object()) return make_error(ErrorCode::bad_frame, "frame: not a JSON object");
-  const json::object& o = value.get_object();
-  auto t = o.find("t");
-  if (t == o.end()) return make_error(ErrorCode::invalid, "t: missing");
-  if (!t->value().is_string()) return make_error(ErrorCode::invalid, "t: must be a string");
-  std::string_view type = t->value().get_string();
-
-  FieldReader r(o);
+Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direction) {
   if (direction == Direction::from_client) {
-    if (type == "hello") return parse_hello(r, o);
+    if (type == "hello") return parse_hello(r);
     if (type == "sub") return parse_sub(r);
     if (type == "unsub") return parse_unsub(r);
     if (type == "hist") return parse_hist(r);
@@ -723,6 +767,47 @@ Result<Frame> parse_frame(std::string_view text, Direction direction, const Pars
   return make_error(ErrorCode::unknown_type,
                     "t: unknown frame type \"" + shorten(type) + "\"" +
                         (direction == Direction::from_client ? " for a client" : " for an edge"));
+}
+
+FrameError frame_error(Error error, std::string type = {}, std::optional<std::string> rid = {}) {
+  FrameError out;
+  out.code = error.code;
+  out.message = std::move(error.message);
+  out.type = std::move(type);
+  out.rid = std::move(rid);
+  return out;
+}
+
+}  // namespace
+
+Result<Frame, FrameError> parse_frame(std::string_view text, Direction direction,
+                                      const ParseLimits& limits) {
+  if (auto too_large = check_frame_size(text.size(), limits.max_frame))
+    return frame_error(std::move(*too_large));
+  json::parse_options options;
+  options.max_depth =
+      direction == Direction::from_client ? kMaxClientFrameDepth : kMaxEdgeFrameDepth;
+  json::error_code ec;
+  json::value value = json::parse(text, ec, {}, options);
+  if (ec) return frame_error(make_error(ErrorCode::bad_frame, "frame: not JSON (" + ec.message() + ")"));
+  if (!value.is_object()) return frame_error(make_error(ErrorCode::bad_frame, "frame: not a JSON object"));
+  const json::object& o = value.get_object();
+
+  // The rid is read first, so that any refusal of this frame can echo it.
+  std::optional<std::string> rid;
+  if (auto it = o.find("rid"); it != o.end() && it->value().is_string() &&
+                               is_valid_rid(it->value().get_string()))
+    rid = std::string(it->value().get_string());
+  auto t = o.find("t");
+  if (t == o.end()) return frame_error(make_error(ErrorCode::invalid, "t: missing"), {}, rid);
+  if (!t->value().is_string())
+    return frame_error(make_error(ErrorCode::invalid, "t: must be a string"), {}, rid);
+  std::string_view type = t->value().get_string();
+
+  FieldReader r(o, text);
+  Result<Frame> frame = parse_typed(r, type, direction);
+  if (!frame.ok()) return frame_error(frame.error(), std::string(type), std::move(rid));
+  return std::move(frame).value();
 }
 
 }  // namespace waymark

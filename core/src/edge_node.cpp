@@ -1,32 +1,17 @@
 // The edge's protocol logic: sessions, subscriptions with replay, fanout, presence, typing,
 // sends and receipts handed to the writer, acks after commit.
 #include "waymark/edge_node.h"
-#include "waymark/overloaded.h"
+#include "overloaded.h"
 
 #include <algorithm>
-#include <boost/json/parse.hpp>
+
+#include "waymark/close_codes.h"
 
 namespace waymark {
 namespace {
 
-constexpr int kCloseGoingAway = 1001;
-constexpr int kCloseTooLarge = 1009;
-constexpr int kCloseUnauthorized = 4001;
-constexpr int kCloseLagging = 4008;
-constexpr int kCloseAbusive = 4008;
 constexpr std::int64_t kMilli = 1000;  // milli-tokens per token
 constexpr std::size_t kTypingBucketsKept = 64;
-
-// Whether text is a JSON object whose "t" is "hello": a malformed hello is told what is wrong,
-// while anything else sent first is unauthorized (a substring test would also match
-// {"t":"sub","conv":"hello",...}).
-bool names_hello(std::string_view text) {
-  boost::json::error_code ec;
-  boost::json::value value = boost::json::parse(text, ec);
-  if (ec || !value.is_object()) return false;
-  const boost::json::value* type = value.get_object().if_contains("t");
-  return type && type->is_string() && type->get_string() == "hello";
-}
 
 // The rid a client frame carried, for the error that answers it.
 std::optional<std::string> rid_of(const Frame& frame) {
@@ -93,10 +78,10 @@ void EdgeNode::on_binary(ConnId conn, TimeMs now) {
   ++counters_.frames_in["binary"];
   if (!it->second.identity) {
     send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", std::nullopt);
-    close(conn, it->second, kCloseUnauthorized, "unauthorized");
+    close(conn, it->second, close_code::unauthorized, "unauthorized");
     return;
   }
-  if (!admit_frame(conn, it->second, nullptr, {}, now)) return;
+  if (!admit_frame(conn, it->second, nullptr, std::nullopt, now)) return;
   send_error(conn, ErrorCode::bad_frame, "frame: binary frames are not accepted", std::nullopt);
 }
 
@@ -106,31 +91,31 @@ void EdgeNode::on_oversized(ConnId conn, TimeMs) {
   ++counters_.frames_in["too_large"];
   send_error(conn, ErrorCode::too_large,
              "frame: exceeds max_frame " + std::to_string(config_.max_frame), std::nullopt);
-  close(conn, it->second, kCloseTooLarge, "frame too large");
+  close(conn, it->second, close_code::too_large, "frame too large");
 }
 
 void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
   auto it = connections_.find(conn);
   if (it == connections_.end() || it->second.closing) return;
   Connection& c = it->second;
-  if (text.size() > config_.max_frame) return on_oversized(conn, now);
 
   auto parsed = parse_frame(text, Direction::from_client, ParseLimits{config_.max_frame});
   if (!parsed.ok()) {
+    const FrameError& error = parsed.error();
+    if (error.code == ErrorCode::too_large) return on_oversized(conn, now);
     ++counters_.frames_in["invalid"];
     if (!c.identity) {
       // Before a hello only a well-formed hello is heard: a malformed hello says what is wrong,
       // anything else is unauthorized; both close 4001.
-      if (parsed.error().code == ErrorCode::invalid && names_hello(text))
-        send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
+      if (error.code == ErrorCode::invalid && error.type == "hello")
+        send_error(conn, error.code, error.message, error.rid);
       else
-        send_error(conn, ErrorCode::unauthorized, "hello must be the first frame",
-                   rid_of_bad_frame(text));
-      close(conn, c, kCloseUnauthorized, "unauthorized");
+        send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", error.rid);
+      close(conn, c, close_code::unauthorized, "unauthorized");
       return;
     }
-    if (!admit_frame(conn, c, nullptr, text, now)) return;
-    send_error(conn, parsed.error().code, parsed.error().message, rid_of_bad_frame(text));
+    if (!admit_frame(conn, c, nullptr, error.rid, now)) return;
+    send_error(conn, error.code, error.message, error.rid);
     return;
   }
   Frame& frame = parsed.value();
@@ -138,10 +123,10 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
 
   if (!c.identity && !std::holds_alternative<Hello>(frame)) {
     send_error(conn, ErrorCode::unauthorized, "hello must be the first frame", rid_of(frame));
-    close(conn, c, kCloseUnauthorized, "unauthorized");
+    close(conn, c, close_code::unauthorized, "unauthorized");
     return;
   }
-  if (c.identity && !admit_frame(conn, c, &frame, text, now)) return;
+  if (c.identity && !admit_frame(conn, c, &frame, rid_of(frame), now)) return;
   std::visit(Overloaded{
                  [&](Hello& f) { handle(conn, c, std::move(f), now); },
                  [&](Sub& f) { handle(conn, c, std::move(f), now); },
@@ -166,8 +151,8 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   if (shutting_down_) {  // a socket that arrived after shutdown(): no session, come back later
     send_error(conn, ErrorCode::unavailable, "node: shutting down", frame.rid);
     TimeMs min_ms = shutdown_retry_min(config_, random_);
-    say_bye(conn, c, "shutdown", min_ms, min_ms + config_.shutdown_retry_spread_ms,
-            kCloseGoingAway);
+    say_bye(conn, c, std::string(bye_reason::shutdown), min_ms, min_ms + config_.shutdown_retry_spread_ms,
+            close_code::going_away);
     return;
   }
   auto identity = auth_.authenticate(frame.token, now);
@@ -176,7 +161,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
     record.detail = identity.error().message;
     audit(std::move(record), now);
     send_error(conn, ErrorCode::unauthorized, identity.error().message, frame.rid);
-    close(conn, c, kCloseUnauthorized, "unauthorized");
+    close(conn, c, close_code::unauthorized, "unauthorized");
     return;
   }
   std::uint32_t& user_connections =
@@ -190,8 +175,8 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
                "connections: at most " + std::to_string(config_.max_conns_per_user) +
                    " per user",
                frame.rid);
-    say_bye(conn, c, "too_many_connections", config_.abuse_retry_min_ms,
-            config_.abuse_retry_max_ms, kCloseAbusive);
+    say_bye(conn, c, std::string(bye_reason::too_many_connections), config_.abuse_retry_min_ms,
+            config_.abuse_retry_max_ms, close_code::abusive);
     return;
   }
   ++user_connections;
@@ -264,7 +249,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
   std::vector<std::string> frames;
   frames.reserve(found.size());
   for (auto& m : found) frames.push_back(std::move(m.frame));
-  write(conn, serialize_page(frame.conv, frames, more, frame.rid));
+  write(conn, serialize_page(frame.conv, frames, more, frame.rid), "page");
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
@@ -324,8 +309,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
     return;
   }
   Typing out{frame.conv, frame.on, c.identity->user, std::nullopt};
-  send_to_topic({c.identity->tenant, frame.conv},
-                std::make_shared<const std::string>(serialize(out)), conn);
+  send_to_topic({c.identity->tenant, frame.conv}, out, conn);
 }
 
 // ---- subscriptions ------------------------------------------------------------------------
@@ -362,7 +346,7 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
     // host's per-connection queue by itself; the client subs again for the rest (more:true).
     if (bytes > 0 && bytes + m.frame.size() > config_.page_max_bytes) break;
     bytes += m.frame.size();
-    write(conn, std::move(m.frame));
+    write(conn, std::move(m.frame), "msg");
     sub.last_sent = m.seq;
     ++counters_.replayed_messages;
   }
@@ -371,7 +355,7 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
   topic.subscribers.insert(conn);
 
   if (newly_subscribed && ++topic.present[user] == 1)
-    send_to_topic(key, std::make_shared<const std::string>(serialize(Presence{request.conv, user, true})), conn);
+    send_to_topic(key, Presence{request.conv, user, true}, conn);
 
   Subd subd;
   subd.conv = request.conv;
@@ -396,22 +380,23 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) 
   auto present = topic.present.find(c.identity->user);
   if (present != topic.present.end() && --present->second == 0) {
     topic.present.erase(present);
-    send_to_topic(key, std::make_shared<const std::string>(serialize(Presence{conv, c.identity->user, false})), conn);
+    send_to_topic(key, Presence{conv, c.identity->user, false}, conn);
   }
   if (topic.subscribers.empty()) topics_.erase(topic_it);
 }
 
-void EdgeNode::send_to_topic(const TopicKey& key, const std::shared_ptr<const std::string>& text,
-                             ConnId except) {
+void EdgeNode::send_to_topic(const TopicKey& key, const Frame& frame, ConnId except) {
   auto topic = topics_.find(key);
   if (topic == topics_.end()) return;
+  auto text = std::make_shared<const std::string>(serialize(frame));
+  std::string_view type = frame_type(frame);
   for (ConnId subscriber : topic->second.subscribers) {
     if (subscriber == except) continue;
     auto c = connections_.find(subscriber);
     if (c == connections_.end() || c->second.closing) continue;
     auto sub = c->second.subs.find(key.second);
     if (sub == c->second.subs.end() || !sub->second.live) continue;
-    write_shared(subscriber, text);
+    write_shared(subscriber, text, type);
   }
 }
 
@@ -431,17 +416,17 @@ void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, S
       auto missing = reader_.read_after(tenant, conv, sub.last_sent,
                                         static_cast<std::uint32_t>(seq - sub.last_sent - 1));
       if (!missing.ok()) {
-        say_bye(subscriber, c->second, "unavailable", config_.lagging_retry_min_ms,
-                config_.lagging_retry_max_ms, kCloseGoingAway);
+        say_bye(subscriber, c->second, std::string(bye_reason::unavailable), config_.lagging_retry_min_ms,
+                config_.lagging_retry_max_ms, close_code::going_away);
         continue;
       }
       for (auto& m : missing.value()) {
-        write(subscriber, std::move(m.frame));
+        write(subscriber, std::move(m.frame), "msg");
         sub.last_sent = m.seq;
       }
       if (sub.last_sent + 1 != seq) continue;
     }
-    write_shared(subscriber, frame);
+    write_shared(subscriber, frame, "msg");
     sub.last_sent = seq;
     ++counters_.fanout_deliveries;
   }
@@ -477,16 +462,15 @@ bool EdgeNode::Bucket::take(std::uint32_t per_sec, std::uint32_t burst, TimeMs n
   return true;
 }
 
-bool EdgeNode::admit_frame(ConnId conn, Connection& c, const Frame* frame, std::string_view text,
-                           TimeMs now) {
+bool EdgeNode::admit_frame(ConnId conn, Connection& c, const Frame* frame,
+                           const std::optional<std::string>& rid, TimeMs now) {
   if (c.frames.take(config_.rate_per_sec, config_.rate_burst, now)) return true;
   std::string msg = "rate: more than " + std::to_string(config_.rate_per_sec) +
                     " frames per second; slow down";
   if (const Send* send = frame ? std::get_if<Send>(frame) : nullptr)
     send_nack(conn, send->conv, send->id, ErrorCode::rate_limited, std::move(msg), true, send->rid);
   else
-    send_error(conn, ErrorCode::rate_limited, std::move(msg),
-               frame ? rid_of(*frame) : rid_of_bad_frame(text));
+    send_error(conn, ErrorCode::rate_limited, std::move(msg), rid);
   count_refusal(conn, c, now);
   return false;
 }
@@ -501,8 +485,8 @@ void EdgeNode::count_refusal(ConnId conn, Connection& c, TimeMs now) {
   record.detail = std::to_string(c.refusals) + " refused frames within " +
                   std::to_string(config_.abuse_window_ms) + " ms";
   audit(std::move(record), now);
-  say_bye(conn, c, "abusive", config_.abuse_retry_min_ms, config_.abuse_retry_max_ms,
-          kCloseAbusive);
+  say_bye(conn, c, std::string(bye_reason::abusive), config_.abuse_retry_min_ms, config_.abuse_retry_max_ms,
+          close_code::abusive);
 }
 
 bool EdgeNode::admit_typing(Connection& c, const std::string& conv, TimeMs now) {
@@ -539,10 +523,10 @@ void EdgeNode::on_timer(TimeMs now) {
                  "hello: not received within " + std::to_string(config_.handshake_timeout_ms) +
                      " ms",
                  std::nullopt);
-      close(conn, c, kCloseUnauthorized, "unauthorized");
+      close(conn, c, close_code::unauthorized, "unauthorized");
     } else {
-      say_bye(conn, c, "token_expired", config_.expired_retry_min_ms,
-              config_.expired_retry_max_ms, kCloseUnauthorized);
+      say_bye(conn, c, std::string(bye_reason::token_expired), config_.expired_retry_min_ms,
+              config_.expired_retry_max_ms, close_code::unauthorized);
     }
   }
 }
@@ -611,8 +595,7 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
                      Seq seq = pending.kind == ReceiptKind::read ? receipt.cursors.read
                                                                 : receipt.cursors.delivered;
                      Rcpt out{pending.conv, seq, pending.kind, pending.user, std::nullopt};
-                     send_to_topic({pending.tenant, pending.conv},
-                                   std::make_shared<const std::string>(serialize(out)), 0);
+                     send_to_topic({pending.tenant, pending.conv}, out, 0);
                    },
                    [&](const AuditOutcome&) {},
                    [&](const Error& error) {
@@ -645,8 +628,8 @@ void EdgeNode::on_commit_failed(const std::vector<WriteRequest>& requests, const
 void EdgeNode::drop_lagging(ConnId conn, TimeMs) {
   auto it = connections_.find(conn);
   if (it == connections_.end() || it->second.closing) return;
-  say_bye(conn, it->second, "lagging", config_.lagging_retry_min_ms, config_.lagging_retry_max_ms,
-          kCloseLagging);
+  say_bye(conn, it->second, std::string(bye_reason::lagging), config_.lagging_retry_min_ms, config_.lagging_retry_max_ms,
+          close_code::lagging);
 }
 
 void EdgeNode::shutdown(TimeMs) {
@@ -654,7 +637,7 @@ void EdgeNode::shutdown(TimeMs) {
   for (auto& [conn, c] : connections_) {
     if (c.closing) continue;
     TimeMs min_ms = shutdown_retry_min(config_, random_);
-    say_bye(conn, c, "shutdown", min_ms, min_ms + config_.shutdown_retry_spread_ms, kCloseGoingAway);
+    say_bye(conn, c, std::string(bye_reason::shutdown), min_ms, min_ms + config_.shutdown_retry_spread_ms, close_code::going_away);
   }
 }
 
@@ -678,15 +661,18 @@ bool EdgeNode::writable(ConnId conn) const {
   return conn != 0 && it != connections_.end() && !it->second.closing;
 }
 
-void EdgeNode::write(ConnId conn, std::string text) {
-  outputs_.push_back(EdgeWrite{conn, std::make_shared<const std::string>(std::move(text))});
+void EdgeNode::write(ConnId conn, std::string text, std::string_view type) {
+  outputs_.push_back(EdgeWrite{conn, std::make_shared<const std::string>(std::move(text)), type});
 }
 
-void EdgeNode::write_shared(ConnId conn, std::shared_ptr<const std::string> text) {
-  outputs_.push_back(EdgeWrite{conn, std::move(text)});
+void EdgeNode::write_shared(ConnId conn, std::shared_ptr<const std::string> text,
+                            std::string_view type) {
+  outputs_.push_back(EdgeWrite{conn, std::move(text), type});
 }
 
-void EdgeNode::write_frame(ConnId conn, const Frame& frame) { write(conn, serialize(frame)); }
+void EdgeNode::write_frame(ConnId conn, const Frame& frame) {
+  write(conn, serialize(frame), frame_type(frame));
+}
 
 void EdgeNode::send_error(ConnId conn, ErrorCode code, std::string msg,
                           const std::optional<std::string>& rid) {

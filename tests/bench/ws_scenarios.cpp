@@ -11,7 +11,7 @@
 
 #include "bench_options.h"
 #include "bench_report.h"
-#include "waymark/overloaded.h"
+#include "overloaded.h"
 #include "ws_driver.h"
 
 namespace waymark::bench {
@@ -51,7 +51,7 @@ std::string send_text(const std::string& conv, std::string id, boost::json::valu
   Send send;
   send.conv = conv;
   send.id = std::move(id);
-  send.body = std::move(body);
+  send.body = JsonText{boost::json::serialize(body)};
   return serialize(Frame{std::move(send)});
 }
 
@@ -378,7 +378,7 @@ class Subscribers final : public WsHandler {
                      std::int64_t now = now_ns();
                      if (now >= measure_from_ && now < measure_until_) {
                        ++delivered_in_window_;
-                       if (std::int64_t t0 = t0_of(msg.body)) latency_.record(now - t0);
+                       if (std::int64_t t0 = t0_of(boost::json::parse(msg.body.text))) latency_.record(now - t0);
                      }
                    },
                    [&](Subd& subd) {

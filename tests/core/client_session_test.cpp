@@ -17,8 +17,10 @@
 #include "waymark/client_session.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
+#include "json_body.h"
 
 namespace json = boost::json;
+using waymark::testing::body_of;
 using namespace waymark;
 
 namespace {
@@ -48,7 +50,7 @@ Msg msg_frame(const std::string& conv, Seq seq, const std::string& id, const std
   m.id = id;
   m.from = from;
   m.ts = kStart;
-  m.body = json::object{{"text", text}};
+  m.body = body_of(json::object{{"text", text}});
   return m;
 }
 
@@ -298,7 +300,7 @@ struct Harness {
   }
   // A send that the edge acks with `seq`.
   std::string sent_and_acked(const std::string& conv, Seq seq, const std::string& text = "x") {
-    std::string id = session.send(conv, json::object{{"text", text}}, now);
+    std::string id = session.send(conv, body_of(json::object{{"text", text}}), now);
     REQUIRE(only<Send>(frames()).size() == 1);
     feed(ack_frame(conv, id, seq));
     clear();
@@ -315,8 +317,8 @@ TEST_CASE("hello is the first frame and carries token, device and every cursor; 
   Harness h;
   h.session.subscribe("ops", Seq{41}, h.now);
   h.session.subscribe("dev", std::nullopt, h.now);
-  std::string first = h.session.send("ops", json::object{{"text", "one"}}, h.now);
-  std::string second = h.session.send("ops", json::object{{"text", "two"}}, h.now);
+  std::string first = h.session.send("ops", body_of(json::object{{"text", "one"}}), h.now);
+  std::string second = h.session.send("ops", body_of(json::object{{"text", "two"}}), h.now);
   CHECK(h.frames().empty());  // no socket yet
 
   h.start();
@@ -354,8 +356,8 @@ TEST_CASE("hello is the first frame and carries token, device and every cursor; 
   REQUIRE(sends.size() == 2);
   CHECK(sends[0].id == first);
   CHECK(sends[1].id == second);
-  CHECK(sends[0].body == json::value(json::object{{"text", "one"}}));
-  CHECK(sends[1].body == json::value(json::object{{"text", "two"}}));
+  CHECK(sends[0].body == body_of(json::object{{"text", "one"}}));
+  CHECK(sends[1].body == body_of(json::object{{"text", "two"}}));
 }
 
 // ---- sending ------------------------------------------------------------------------------
@@ -363,7 +365,7 @@ TEST_CASE("hello is the first frame and carries token, device and every cursor; 
 TEST_CASE("send returns an id at once, queues the row, and the ack sequences it", "[client_session]") {
   Harness h(7);
   const TimeMs sent_at = h.now;
-  std::string id = h.session.send("ops", json::object{{"text", "db failover done"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "db failover done"}}), h.now);
   CHECK(id.size() == 26);
   CHECK(is_valid_message_id(id));
 
@@ -375,7 +377,7 @@ TEST_CASE("send returns an id at once, queues the row, and the ack sequences it"
   CHECK(rows[0].conv == "ops");
   CHECK_FALSE(rows[0].seq);
   REQUIRE(rows[0].body);
-  CHECK(*rows[0].body == json::value(json::object{{"text", "db failover done"}}));
+  CHECK(*rows[0].body == body_of(json::object{{"text", "db failover done"}}));
   REQUIRE(rows[0].trace);
   CHECK(is_valid_traceparent(*rows[0].trace));
   CHECK(only<StateChangedEvent>(events).size() == 1);
@@ -389,7 +391,7 @@ TEST_CASE("send returns an id at once, queues the row, and the ack sequences it"
   CHECK(sends[0].id == id);
   CHECK(sends[0].trace == rows[0].trace);
   CHECK(sends[0].cts == std::optional<TimeMs>(sent_at));
-  CHECK(sends[0].body == json::value(json::object{{"text", "db failover done"}}));
+  CHECK(sends[0].body == body_of(json::object{{"text", "db failover done"}}));
 
   h.feed(ack_frame("ops", id, Seq{44}));
   events = h.take_events();
@@ -407,7 +409,7 @@ TEST_CASE("a send while online goes out at once; an unacked send is resent with 
           "[client_session]") {
   Harness h(8);
   h.connect();
-  std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
   auto sends = only<Send>(h.frames());
   REQUIRE(sends.size() == 1);
   CHECK(sends[0].id == id);
@@ -426,7 +428,7 @@ TEST_CASE("no more than max_in_flight sends are unacked on one connection", "[cl
   config.max_in_flight = 2;
   Harness h(9, config);
   std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) ids.push_back(h.session.send("ops", json::object{{"n", i}}, h.now));
+  for (int i = 0; i < 3; ++i) ids.push_back(h.session.send("ops", body_of(json::object{{"n", i}}), h.now));
   auto sends = only<Send>(h.connect());
   REQUIRE(sends.size() == 2);
   CHECK(sends[0].id == ids[0]);
@@ -443,7 +445,7 @@ TEST_CASE("duplicate acks and a msg carrying the own id resolve a send exactly o
   h.subscribed("ops", 0);
 
   SECTION("a repeated ack, and an ack with dup:true, change nothing") {
-    std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
     h.clear();
     h.feed(ack_frame("ops", id, Seq{1}));
     auto rows = rows_of(h.take_events(), id);
@@ -468,7 +470,7 @@ TEST_CASE("duplicate acks and a msg carrying the own id resolve a send exactly o
   }
 
   SECTION("the first ack may be dup:true (the send was stored before a reconnect)") {
-    std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
     h.clear();
     h.feed(ack_frame("ops", id, Seq{1}, true));
     auto rows = rows_of(h.take_events(), id);
@@ -479,7 +481,7 @@ TEST_CASE("duplicate acks and a msg carrying the own id resolve a send exactly o
   }
 
   SECTION("a msg with the own id before the ack resolves the send") {
-    std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
     h.clear();
     h.feed(msg_frame("ops", 1, id, "alice", "a"));
     auto events = h.take_events();
@@ -504,7 +506,7 @@ TEST_CASE("an ack without seq (a relaying edge) marks the row stored; the msg se
   Harness h(12);
   h.connect();
   h.subscribed("ops", 0);
-  std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
   h.clear();
   h.feed(ack_frame("ops", id, std::nullopt));
   auto rows = rows_of(h.take_events(), id);
@@ -526,7 +528,7 @@ TEST_CASE("nack retry:true backs off and resends the same id; retry:false fails 
   config.send_retry_cap_ms = 3000;
   Harness h(21, config);
   h.connect();
-  std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
   auto first = only<Send>(h.frames());
   REQUIRE(first.size() == 1);
   h.take_events();
@@ -613,7 +615,7 @@ TEST_CASE("a send over max_frame fails at once as too_large and is never written
   SECTION("against the welcome's max_frame") {
     h.connect("alice", 15000, 1024);
     std::string big(2000, 'x');
-    std::string id = h.session.send("ops", json::object{{"text", big}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", big}}), h.now);
     CHECK(is_valid_message_id(id));
     auto rows = rows_of(h.take_events(), id);
     REQUIRE(rows.size() == 1);
@@ -624,14 +626,14 @@ TEST_CASE("a send over max_frame fails at once as too_large and is never written
     CHECK(h.session.outbox_size() == 0);
 
     std::string small(800, 'x');  // a frame that fits is still sent
-    std::string ok = h.session.send("ops", json::object{{"text", small}}, h.now);
+    std::string ok = h.session.send("ops", body_of(json::object{{"text", small}}), h.now);
     auto sends = only<Send>(h.frames());
     REQUIRE(sends.size() == 1);
     CHECK(sends[0].id == ok);
   }
 
   SECTION("against the default before any welcome") {
-    std::string id = h.session.send("ops", json::object{{"text", std::string(70000, 'x')}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", std::string(70000, 'x')}}), h.now);
     auto rows = rows_of(h.take_events(), id);
     REQUIRE(rows.size() == 1);
     CHECK(rows[0].state == RowState::failed);
@@ -643,7 +645,7 @@ TEST_CASE("a send over max_frame fails at once as too_large and is never written
 
   SECTION("queued offline, then the welcome announces a smaller max_frame") {
     // Writing it would make the edge close the socket with 1009 on every reconnect.
-    std::string id = h.session.send("ops", json::object{{"text", std::string(2000, 'x')}}, h.now);
+    std::string id = h.session.send("ops", body_of(json::object{{"text", std::string(2000, 'x')}}), h.now);
     h.take_events();
     h.start();
     CHECK(only<Send>(h.handshake("alice", 15000, 1024)).empty());
@@ -1043,7 +1045,7 @@ TEST_CASE("frames and closes of a stale connection are ignored", "[client_sessio
   h.reconnect();
   REQUIRE(h.conn != old);
   h.feed(subd_frame("ops", 0));
-  std::string id = h.session.send("ops", json::object{{"text", "a"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
   h.clear();
 
   h.feed_on(old, msg_frame("ops", 1, "m1", "bob"));
@@ -1092,8 +1094,8 @@ TEST_CASE("export_state / import_state carry the outbox, cursors and failed rows
   a.session.mark_read("ops", 6, a.now);
   a.session.subscribe("quiet", Seq{3}, a.now);
   std::string acked = a.sent_and_acked("ops", 8);
-  std::string pending = a.session.send("ops", json::object{{"text", "pending"}}, a.now);
-  std::string refused = a.session.send("ops", json::object{{"text", "refused"}}, a.now);
+  std::string pending = a.session.send("ops", body_of(json::object{{"text", "pending"}}), a.now);
+  std::string refused = a.session.send("ops", body_of(json::object{{"text", "refused"}}), a.now);
   auto sends = only<Send>(a.frames());
   REQUIRE(sends.size() == 2);
   const std::optional<std::string> pending_trace = sends[0].trace;
@@ -1114,7 +1116,7 @@ TEST_CASE("export_state / import_state carry the outbox, cursors and failed rows
   CHECK(pending_rows[0].state == RowState::queued);
   CHECK(pending_rows[0].own);
   REQUIRE(pending_rows[0].body);
-  CHECK(*pending_rows[0].body == json::value(json::object{{"text", "pending"}}));
+  CHECK(*pending_rows[0].body == body_of(json::object{{"text", "pending"}}));
   CHECK(pending_rows[0].trace == pending_trace);
   auto refused_rows = rows_of(events, refused);
   REQUIRE(refused_rows.size() == 1);
@@ -1138,7 +1140,7 @@ TEST_CASE("export_state / import_state carry the outbox, cursors and failed rows
   REQUIRE(resent.size() == 1);  // the failed row waits for retry()
   CHECK(resent[0].id == pending);
   CHECK(resent[0].trace == pending_trace);
-  CHECK(resent[0].body == json::value(json::object{{"text", "pending"}}));
+  CHECK(resent[0].body == body_of(json::object{{"text", "pending"}}));
 
   // The read cursor came along: subd with an older read makes the session tell the edge.
   b.feed(subd_frame("ops", 8, 0));
@@ -1231,7 +1233,7 @@ TEST_CASE("bye token_expired stops like unauthorized; a new token resumes the ou
   std::string acked = h.sent_and_acked("ops", 7, "acked before expiry");
   h.feed(msg_frame("ops", 7, acked, "alice", "acked before expiry"));
   REQUIRE(h.session.cursor("ops") == std::optional<Seq>(7));
-  std::string in_flight = h.session.send("ops", json::object{{"text", "around expiry"}}, h.now);
+  std::string in_flight = h.session.send("ops", body_of(json::object{{"text", "around expiry"}}), h.now);
   auto first_sends = only<Send>(h.frames());
   REQUIRE(first_sends.size() == 1);
   CHECK(first_sends[0].id == in_flight);
@@ -1258,7 +1260,7 @@ TEST_CASE("bye token_expired stops like unauthorized; a new token resumes the ou
   CHECK(h.take_opened().empty());
 
   // Sending while waiting for a token queues; nothing is written anywhere.
-  std::string offline_id = h.session.send("ops", json::object{{"text", "while expired"}}, h.now);
+  std::string offline_id = h.session.send("ops", body_of(json::object{{"text", "while expired"}}), h.now);
   CHECK(h.frames().empty());
   CHECK(h.session.outbox_size() == 2);
   CHECK(h.session.cursor("ops") == std::optional<Seq>(7));
@@ -1315,7 +1317,7 @@ TEST_CASE("a socket closed with 4001 and no err stops like unauthorized; other c
           "[client_session]") {
   Harness h(125);
   h.connect();
-  std::string id = h.session.send("ops", json::object{{"text", "x"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "x"}}), h.now);
   REQUIRE(only<Send>(h.frames()).size() == 1);
   h.take_events();
 
@@ -1432,7 +1434,7 @@ TEST_CASE("others' receipts move own rows to delivered and read, never backwards
   }
 
   // A row acked after the receipts is upgraded at once.
-  std::string late = h.session.send("ops", json::object{{"text", "late"}}, h.now);
+  std::string late = h.session.send("ops", body_of(json::object{{"text", "late"}}), h.now);
   h.frames();
   h.take_events();
   h.feed(ack_frame("ops", late, Seq{2}));  // a seq already covered by carol's read
@@ -1462,7 +1464,7 @@ TEST_CASE("unread counts others' messages above the read cursor; mark_read and o
     CHECK(receipts[0].kind == ReceiptKind::delivered);
     CHECK(receipts[0].seq == seq);
   }
-  std::string own = h.session.send("ops", json::object{{"text", "mine"}}, h.now);
+  std::string own = h.session.send("ops", body_of(json::object{{"text", "mine"}}), h.now);
   h.frames();
   h.feed(msg_frame("ops", 4, own, "alice"));  // own messages are not unread
   CHECK(only<UnreadEvent>(h.take_events()).empty());
@@ -1753,7 +1755,7 @@ TEST_CASE("malformed or unexpected frames from the edge are reported and skipped
   h.feed(msg_frame("ops", 1, "m1", "bob"));
   CHECK(seqs_of(only<MessageEvent>(h.take_events())) == std::vector<Seq>{1});
   h.frames();
-  std::string id = h.session.send("ops", json::object{{"text", "still here"}}, h.now);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "still here"}}), h.now);
   auto sends = only<Send>(h.frames());
   REQUIRE(sends.size() == 1);
   h.feed(ack_frame("ops", id, Seq{2}));
@@ -1786,15 +1788,15 @@ TEST_CASE("client session: a caller-chosen id is used, checked, and queued once"
   h.feed(welcome_frame());
   h.clear();
   std::string id = make_message_id(h.now, h.random);
-  CHECK(h.session.send("ops", boost::json::object{{"n", 1}}, h.now, id) == id);
-  CHECK(h.session.send("ops", boost::json::object{{"n", 1}}, h.now, id) == id);  // a repeat
+  CHECK(h.session.send("ops", body_of(boost::json::object{{"n", 1}}), h.now, id) == id);
+  CHECK(h.session.send("ops", body_of(boost::json::object{{"n", 1}}), h.now, id) == id);  // a repeat
   auto sends = only<Send>(h.frames());
   REQUIRE(sends.size() == 1);
   CHECK(sends[0].id == id);
   CHECK(rows_of(h.take_events(), id).size() == 1);
   CHECK(h.session.outbox_size() == 1);
 
-  std::string bad = h.session.send("ops", nullptr, h.now, std::string("no spaces allowed"));
+  std::string bad = h.session.send("ops", JsonText{"null"}, h.now, std::string("no spaces allowed"));
   auto rows = rows_of(h.take_events(), bad);
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].state == RowState::failed);

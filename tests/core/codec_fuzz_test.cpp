@@ -14,7 +14,7 @@
 #include "waymark/codec.h"
 #include "waymark/edge_node.h"
 #include "waymark/identifiers.h"
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 #include "waymark/write_batch.h"
 
 namespace json = boost::json;
@@ -34,7 +34,7 @@ constexpr std::string_view kTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067a
 
 // ---- the corpus: a valid frame of every type, both directions --------------------------
 
-Msg corpus_msg(Seq seq, json::value body) {
+Msg corpus_msg(Seq seq, JsonText body) {
   return Msg{"ops", seq, "01JD" + std::to_string(seq), "bob", 1700000000000, 1699999999000,
              std::string(kTrace), std::move(body)};
 }
@@ -48,19 +48,19 @@ std::vector<std::string> make_corpus() {
       Unsub{"ops", "u1"},
       Hist{"ops", 120, std::nullopt, 50, "h2"},
       Hist{"ops", std::nullopt, 3, std::nullopt, std::nullopt},
-      Send{"ops", "01JDA", json::parse(R"({"text":"db failover done","n":[1,2.5,-3],"ok":true,"x":null})"),
+      Send{"ops", "01JDA", JsonText{R"({"text":"db failover done","n":[1,2.5,-3],"ok":true,"x":null})"},
            1700000000000, std::string(kTrace), "r1"},
-      Send{"fuzz.b", "f-2", json::parse(R"("plain é 😀")"), std::nullopt, std::nullopt, std::nullopt},
-      Send{"fuzz:c", "f_3", json::parse("42"), 5, std::nullopt, "r3"},
+      Send{"fuzz.b", "f-2", JsonText{R"("plain é 😀")"}, std::nullopt, std::nullopt, std::nullopt},
+      Send{"fuzz:c", "f_3", JsonText{"42"}, 5, std::nullopt, "r3"},
       Ping{1700000000000, "p1"},
       Ping{std::nullopt, std::nullopt},
       Rcpt{"ops", 44, ReceiptKind::read, std::nullopt, "rc"},
       Rcpt{"ops", 1, ReceiptKind::delivered, std::nullopt, std::nullopt},
       Typing{"ops", true, std::nullopt, std::nullopt},
       Welcome{"0123abcd", "edge-eu-1", "alice", 1700000000000, 15000, 65536, "h1"},
-      corpus_msg(42, json::parse(R"({"text":"hi","list":[1,{"a":"b"}]})")),
+      corpus_msg(42, JsonText{R"({"text":"hi","list":[1,{"a":"b"}]})"}),
       Subd{"ops", 43, 40, {"bob", "carol"}, false, "s1"},
-      Page{"ops", {corpus_msg(1, json::parse("null")), corpus_msg(2, json::parse("[1,2]"))}, true, "h2"},
+      Page{"ops", {corpus_msg(1, JsonText{"null"}), corpus_msg(2, JsonText{"[1,2]"})}, true, "h2"},
       Ack{"ops", "01JDA", 44, 1700000000001, std::string(kTrace), true, "r1"},
       Ack{"ops", "01JDB", std::nullopt, 1700000000002, std::nullopt, false, std::nullopt},
       Nack{"ops", "01JDA", ErrorCode::rate_limited, "slow down", true, "r1"},
@@ -381,6 +381,8 @@ TEST_CASE("codec fuzz: mutated frames are refused cleanly or round-trip", "[fuzz
                        std::string(to_string(error.code)) + ", \"" + error.message + "\") for " + excerpt(text));
         if (text.size() > ParseLimits{}.max_frame && error.code != ErrorCode::too_large)
           failures.add("#" + std::to_string(i) + " " + side + ": oversized text not too_large");
+        if (parsed.error().rid && !is_valid_rid(*parsed.error().rid))
+          failures.add("#" + std::to_string(i) + " " + side + ": a refusal carried an invalid rid");
         continue;
       }
       (direction == Direction::from_client ? ok_from_client : ok_from_edge)++;
@@ -400,8 +402,6 @@ TEST_CASE("codec fuzz: mutated frames are refused cleanly or round-trip", "[fuzz
         failures.add("#" + std::to_string(i) + " " + side + ": serialization not stable: " + excerpt(again));
       }
     }
-    if (auto rid = rid_of_bad_frame(text); rid && !is_valid_rid(*rid))
-      failures.add("#" + std::to_string(i) + ": rid_of_bad_frame gave an invalid rid");
   }
 
   INFO(describe(failures));
@@ -514,7 +514,7 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
     AppendRequest request;
     request.tenant = "dev";
     request.msg = Msg{"ops", std::nullopt, "seed-" + std::to_string(i), "carol", 1600000000000 + i,
-                      std::nullopt, std::string(kTrace), json::value{{"seed", i}}};
+                      std::nullopt, std::string(kTrace), JsonText{R"({"seed":)" + std::to_string(i) + "}"}};
     seed_history.push_back(WriteRequest{static_cast<std::uint64_t>(1000 + i), request});
   }
   REQUIRE(commit_batch(edge.store, seed_history).ok());
@@ -530,7 +530,7 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
   edge.join(fuzz_conn, R"({"t":"hello","token":"dev:alice"})");
 
   Mutator mutator(kSeed, make_corpus());
-  std::map<std::pair<std::string, std::string>, json::value> valid_sends;  // first body per (conv, id)
+  std::map<std::pair<std::string, std::string>, JsonText> valid_sends;  // first body per (conv, id)
   std::size_t bad_frames = 0, valid_frames = 0, reconnects = 0, calm_sends = 0;
   const ParseLimits limits{edge.config.max_frame};
 
@@ -555,7 +555,7 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
 
     if (!expected.ok()) {
       ++bad_frames;
-      const Error& error = expected.error();
+      const FrameError& error = expected.error();
       const Err* err = answers.size() == 1 ? std::get_if<Err>(&answers[0]) : nullptr;
       if (!err) {
         failures.add(where + ": expected exactly one err, got " + std::to_string(answers.size()) + " frame(s)");
@@ -563,7 +563,7 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
         failures.add(where + ": err code " + std::string(to_string(err->code)) + ", expected " +
                      std::string(to_string(error.code)));
       } else if (error.code != ErrorCode::too_large &&
-                 (err->msg != error.message || err->rid != rid_of_bad_frame(text))) {
+                 (err->msg != error.message || err->rid != error.rid)) {
         failures.add(where + ": err msg/rid \"" + err->msg + "\" differ from the codec's \"" + error.message + "\"");
       }
       if (!step.persisted.empty()) failures.add(where + ": a bad frame was persisted");
@@ -648,7 +648,7 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
     if (msg->seq != std::optional<Seq>(seq)) failures.add(where + ": seq differs from its key");
     if (conv == "calm" && msg->from == "bob") {
       ++from_calm;
-      if (msg->id != "calm-" + std::to_string(from_calm) || !(msg->body == json::value{{"k", from_calm}}))
+      if (msg->id != "calm-" + std::to_string(from_calm) || !(msg->body == JsonText{R"({"k":)" + std::to_string(from_calm) + "}"}))
         failures.add(where + ": not the calm connection's next message");
       continue;
     }

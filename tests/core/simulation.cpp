@@ -9,7 +9,7 @@
 
 #include "waymark/codec.h"
 #include "waymark/write_batch.h"
-#include "waymark/overloaded.h"
+#include "overloaded.h"
 
 namespace waymark::sim {
 namespace {
@@ -503,7 +503,7 @@ bool Simulation::run() {
       at(random_time(), [this, i, n] {
         Client& c = *clients_[static_cast<std::size_t>(i)];
         const std::string& conv = convs_[random_.below(convs_.size())];
-        boost::json::object body{{"text", c.user + " says " + std::to_string(n)}};
+        JsonText body{boost::json::serialize(boost::json::object{{"text", c.user + " says " + std::to_string(n)}})};
         std::string id = c.session->send(conv, body, now_);
         views_[static_cast<std::size_t>(i)].sent_ids.insert(id);
         drain_client(i);

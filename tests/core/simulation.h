@@ -17,7 +17,7 @@
 #include "waymark/auth.h"
 #include "waymark/client_session.h"
 #include "waymark/edge_node.h"
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 
 namespace waymark::sim {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "waymark/codec.h"
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 #include "waymark/write_batch.h"
 
 namespace json = boost::json;
@@ -22,7 +22,7 @@ constexpr std::string_view kTraceB = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b
 
 WriteRequest append(std::uint64_t ticket, std::string tenant, std::string conv, std::string id,
                     TimeMs ts = 1000, std::optional<std::string> trace = std::nullopt,
-                    json::value body = json::value(nullptr)) {
+                    std::optional<std::string> body = std::nullopt) {
   AppendRequest request;
   request.tenant = std::move(tenant);
   request.msg.conv = std::move(conv);
@@ -31,7 +31,7 @@ WriteRequest append(std::uint64_t ticket, std::string tenant, std::string conv, 
   request.msg.ts = ts;
   request.msg.cts = ts - 10;
   request.msg.trace = std::move(trace);
-  request.msg.body = body.is_null() ? json::value{{"n", ticket}} : std::move(body);
+  request.msg.body = JsonText{body ? *body : R"({"n":)" + std::to_string(ticket) + "}"};
   return WriteRequest{ticket, std::move(request)};
 }
 
@@ -214,7 +214,7 @@ TEST_CASE("write_batch: the stored frame is the msg frame carrying its seq", "[w
   MemoryLogStore store;
   commit(store, {append(1, "t1", "ops", "first")});
   WriteRequest request = append(2, "t1", "ops", "01JD-x_y", 1700000000123, std::string(kTraceA),
-                                json::parse(R"({"text":"db failover done","tags":["é",1.5,null]})"));
+                                std::string(R"({"text":"db failover done","tags":["é",1.5,null]})"));
   std::get<AppendRequest>(request.op).msg.seq = 99;  // the batch assigns seqs; a caller's is ignored
   auto outcomes = commit(store, {request});
   const AppendOutcome& outcome = as_append(outcomes[0]);
@@ -244,7 +244,7 @@ TEST_CASE("write_batch: a repeated (conv, id) in a later batch is a dup with the
   const MemoryLogStore::Data before = store.data();
 
   auto outcomes = commit(store, {append(3, "t1", "ops", "a", 5000, std::string(kTraceB),
-                                        json::parse(R"({"text":"a different body"})"))});
+                                        std::string(R"({"text":"a different body"})"))});
   const AppendOutcome& dup = as_append(outcomes[0]);
   CHECK(dup.dup);
   CHECK(dup.seq == 1);

@@ -17,6 +17,7 @@ using waymark::ClientEvent;
 using waymark::ClientSession;
 using waymark::ConnectionEvent;
 using waymark::ConnectionState;
+using waymark::JsonText;
 using waymark::MessageEvent;
 using waymark::RowEvent;
 using waymark::RowState;
@@ -101,7 +102,7 @@ TEST_CASE("ClientSession over lws: two users chat through the real edge", "[inte
   std::set<std::string> sent;
   for (int i = 0; i < 30; ++i) {
     std::size_t who = i % 2 ? bob : alice;
-    sent.insert(harness.host.session(who).send("ops", boost::json::object{{"text", "message " + std::to_string(i)}},
+    sent.insert(harness.host.session(who).send("ops", JsonText{R"({"text":"message )" + std::to_string(i) + R"("})"},
                                                 ClientHost::now()));
     harness.host.pump(who);
   }
@@ -136,7 +137,7 @@ TEST_CASE("ClientSession over lws: the edge is SIGKILLed and restarted on the sa
   std::set<std::string> sent;
   auto send_batch = [&](int count, const std::string& tag) {
     for (int i = 0; i < count; ++i) {
-      sent.insert(harness.host.session(alice).send("ops", boost::json::object{{"text", tag + std::to_string(i)}},
+      sent.insert(harness.host.session(alice).send("ops", JsonText{R"({"text":")" + tag + std::to_string(i) + R"("})"},
                                                    ClientHost::now()));
     }
     harness.host.pump(alice);

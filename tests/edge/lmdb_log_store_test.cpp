@@ -19,7 +19,7 @@
 #include "lmdb_log_store.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 #include "waymark/write_batch.h"
 
 namespace waymark::edge {
@@ -64,7 +64,7 @@ WriteRequest append(std::uint64_t ticket, const std::string& tenant, const std::
   msg.from = "alice";
   msg.ts = ts;
   msg.trace = std::move(trace);
-  msg.body = boost::json::object{{"text", text}};
+  msg.body = JsonText{boost::json::serialize(boost::json::object{{"text", text}})};
   return WriteRequest{ticket, AppendRequest{tenant, std::move(msg)}};
 }
 
@@ -145,7 +145,7 @@ Msg parse_stored(const std::string& frame) {
 }
 
 std::string text_of(const Msg& msg) {
-  return std::string(msg.body.as_object().at("text").as_string());
+  return std::string(boost::json::parse(msg.body.text).as_object().at("text").as_string());
 }
 
 // One outcome as text, so two stores' outcomes compare with a readable diff.

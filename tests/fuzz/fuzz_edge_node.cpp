@@ -49,7 +49,7 @@
 #include "waymark/codec.h"
 #include "waymark/edge_node.h"
 #include "waymark/identifiers.h"
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 #include "waymark/write_batch.h"
 
 using namespace waymark;

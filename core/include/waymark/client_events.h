@@ -43,7 +43,7 @@ struct RowEvent {
   std::optional<Seq> seq;
   bool own = false;                       // sent by this user
   std::optional<Error> error;             // set when failed, and on a retryable nack
-  std::optional<boost::json::value> body; // set when the row first appears (queued/imported)
+  std::optional<JsonText> body;          // set when the row first appears (queued/imported)
   std::optional<std::string> trace;
   std::optional<TimeMs> at;               // the time of this transition (host clock)
 };
@@ -61,6 +61,9 @@ struct ConnectionEvent {
   ConnectionState state = ConnectionState::offline;
   std::optional<TimeMs> next_retry_at;  // offline and retrying: when
   std::string reason;                   // why offline: "closed", "dead", "bye:shutdown", ...
+  // Offline because the edge refused the token (err unauthorized, bye token_expired, close
+  // 4001): the session waits for set_token + connect_now and does not retry by itself.
+  bool token_refused = false;
 };
 
 struct PresenceEvent { std::string conv, user; bool on = false; };

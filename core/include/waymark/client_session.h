@@ -47,11 +47,12 @@ class ClientSession {
   void on_timer(TimeMs now);
 
   // ---- the app ----
-  // Queues a message and returns its id at once; the row starts queued. A frame that would
-  // exceed max_frame fails at once (row failed, too_large).
+  // Queues a message and returns its id at once; the row starts queued. `body` is the app's
+  // JSON text, checked here with parse_json_text and sent exactly as given. A body that is not
+  // JSON (invalid) or a frame that would exceed max_frame (too_large) fails the row at once.
   // `id`: a caller-chosen id (another tab of the same profile made it with make_message_id);
   // an invalid one fails the row at once (invalid). Absent: the session makes one.
-  std::string send(const std::string& conv, boost::json::value body, TimeMs now,
+  std::string send(const std::string& conv, JsonText body, TimeMs now,
                    std::optional<std::string> id = std::nullopt);
   // Delivers conv from the stored cursor, else from `after`, else live from the head.
   // REQUIRES: is_valid_conv(conv) (checked: a bad conv is ignored and reported as ErrorEvent).
@@ -89,7 +90,7 @@ class ClientSession {
   struct OutboxEntry {
     std::string conv;
     std::string id;
-    boost::json::value body;
+    JsonText body;
     TimeMs cts = 0;
     std::string trace;
     bool failed = false;

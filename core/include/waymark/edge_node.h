@@ -69,6 +69,7 @@ struct EdgeConfig {
 struct EdgeWrite {   // write a text frame (shared: a fanned-out msg is serialized once)
   ConnId conn = 0;
   std::shared_ptr<const std::string> text;
+  std::string_view type;  // the frame's "t", for the host's counters (a static string)
 };
 struct EdgeClose {   // close the socket with this code after the writes before it
   ConnId conn = 0;
@@ -175,12 +176,13 @@ class EdgeNode {
   void unsubscribe(ConnId conn, Connection& c, const std::string& conv);
   void fan_out_msg(const std::string& tenant, const std::string& conv, Seq seq,
                    const std::shared_ptr<const std::string>& frame);
-  void send_to_topic(const TopicKey& key, const std::shared_ptr<const std::string>& text,
-                     ConnId except);
+  // Serializes frame once and writes it to the topic's live subscribers but `except`.
+  void send_to_topic(const TopicKey& key, const Frame& frame, ConnId except);
   bool check_access(ConnId conn, const Connection& c, const std::string& conv,
                     std::string_view frame, const std::optional<std::string>& rid, TimeMs now);
-  bool admit_frame(ConnId conn, Connection& c, const Frame* frame, std::string_view text,
-                   TimeMs now);
+  // rid: the frame's, or a refused frame's (FrameError::rid), for the answer.
+  bool admit_frame(ConnId conn, Connection& c, const Frame* frame,
+                   const std::optional<std::string>& rid, TimeMs now);
   void count_refusal(ConnId conn, Connection& c, TimeMs now);
   bool admit_typing(Connection& c, const std::string& conv, TimeMs now);
   void set_deadline(ConnId conn, Connection& c, TimeMs at);
@@ -188,8 +190,8 @@ class EdgeNode {
   AuditRecord audit_of(const Connection& c, std::string event, TimeMs now) const;
 
   bool writable(ConnId conn) const;
-  void write(ConnId conn, std::string text);
-  void write_shared(ConnId conn, std::shared_ptr<const std::string> text);
+  void write(ConnId conn, std::string text, std::string_view type);
+  void write_shared(ConnId conn, std::shared_ptr<const std::string> text, std::string_view type);
   void write_frame(ConnId conn, const Frame& frame);
   void send_error(ConnId conn, ErrorCode code, std::string msg,
                   const std::optional<std::string>& rid);

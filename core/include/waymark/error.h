@@ -32,12 +32,13 @@ struct Error {
   bool operator==(const Error&) const = default;
 };
 
-// A value or an Error. REQUIRES: value() only when ok(), error() only when !ok().
-template <typename T>
+// A value or an error (an Error, or a type that extends it). REQUIRES: value() only when
+// ok(), error() only when !ok().
+template <typename T, typename E = Error>
 class Result {
  public:
   Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Error error) : state_(std::move(error)) {}  // NOLINT
+  Result(E error) : state_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(state_); }
   explicit operator bool() const { return ok(); }
@@ -45,10 +46,10 @@ class Result {
   T& value() & { return std::get<T>(state_); }
   const T& value() const& { return std::get<T>(state_); }
   T&& value() && { return std::get<T>(std::move(state_)); }
-  const Error& error() const { return std::get<Error>(state_); }
+  const E& error() const { return std::get<E>(state_); }
 
  private:
-  std::variant<T, Error> state_;
+  std::variant<T, E> state_;
 };
 
 inline Error make_error(ErrorCode code, std::string message) {

@@ -2,8 +2,6 @@
 // Pure data; any thread. The codec (codec.h) turns text into these and back.
 #pragma once
 
-#include <boost/json/value.hpp>
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -18,6 +16,15 @@ using Seq = std::uint64_t;     // 1, 2, 3, ... per conversation; 0 means "before
 using TimeMs = std::int64_t;   // milliseconds since the Unix epoch
 
 enum class ReceiptKind { delivered, read };
+
+// A JSON value exactly as its sender wrote it (a message body). The codec validates it once,
+// where it enters (parse_frame, parse_json_text); after that it is copied, stored and written
+// as this text, never re-serialized, so it reaches every reader byte for byte as it was sent.
+// INVARIANT: text is one valid JSON value with finite numbers.
+struct JsonText {
+  std::string text = "null";
+  bool operator==(const JsonText&) const = default;
+};
 
 // ---- client -> edge -------------------------------------------------------------------
 
@@ -61,7 +68,7 @@ struct Hist {
 struct Send {
   std::string conv;
   std::string id;
-  boost::json::value body;
+  JsonText body;
   std::optional<TimeMs> cts;
   std::optional<std::string> trace;
   std::optional<std::string> rid;
@@ -113,7 +120,7 @@ struct Msg {
   TimeMs ts = 0;
   std::optional<TimeMs> cts;
   std::optional<std::string> trace;
-  boost::json::value body;
+  JsonText body;
   bool operator==(const Msg&) const = default;
 };
 

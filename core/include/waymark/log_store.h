@@ -67,6 +67,12 @@ class LogTxn {
 
 class LogStore : public LogReader {
  public:
+  // Bytes of data the store holds, for the metrics (waymark_lmdb_bytes); a store that cannot
+  // tell says unavailable. Any thread.
+  virtual Result<std::uint64_t> size_bytes() {
+    return make_error(ErrorCode::unavailable, "store: size unknown");
+  }
+
   // Runs body in one write transaction and commits it durably if body returns ok; aborts it
   // otherwise. Returns body's error, or the commit's.
   virtual Status write(const std::function<Status(LogTxn&)>& body) = 0;

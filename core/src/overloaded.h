@@ -1,4 +1,5 @@
-// Overloaded{lambdas...}: one visitor for std::visit made of a lambda per alternative.
+// Overloaded{lambdas...}: one visitor for std::visit made of a lambda per alternative. Not public
+// API: the core's sources include it directly, the rest of the tree through waymark_core_internal.
 #pragma once
 
 namespace waymark {

@@ -1,5 +1,5 @@
 // The in-memory LogStore: a transaction stages its writes and applies them on commit.
-#include "waymark/memory_log_store.h"
+#include "core/memory_log_store.h"
 
 namespace waymark {
 namespace {
