@@ -94,7 +94,7 @@ void round_trip(std::string_view text, Direction direction) {
   const ParseLimits limits;  // the protocol's default max_frame
   auto parsed = parse_frame(text, direction, limits);
   if (!parsed.ok()) {
-    const Error& error = parsed.error();
+    const FrameError& error = parsed.error();
     FUZZ_CHECK(is_protocol_parse_error(error.code), std::string(side) + ": parse error with a code parsing never gives", text);
     FUZZ_CHECK(!error.message.empty(), std::string(side) + ": parse error without a message", text);
     FUZZ_CHECK((text.size() > limits.max_frame) == (error.code == ErrorCode::too_large),
