@@ -1,0 +1,258 @@
+// RowList: rows keyed by id, the state order, and their ordered listing; their JSON.
+#include "waymark/row_list.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+
+#include "json_scan.h"
+#include "waymark/codec.h"
+
+namespace json = boost::json;
+
+namespace waymark {
+namespace {
+
+// queued < stored < sequenced < delivered < read; failed sits beside queued.
+int rank(RowState state) {
+  switch (state) {
+    case RowState::queued: return 0;
+    case RowState::stored: return 1;
+    case RowState::sequenced: return 2;
+    case RowState::delivered: return 3;
+    case RowState::read: return 4;
+    case RowState::failed: return 0;
+  }
+  return 0;
+}
+
+std::optional<std::int64_t> integer(const json::value* value) {
+  if (!value) return std::nullopt;
+  if (value->is_int64()) return value->get_int64();
+  if (value->is_uint64() && value->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<std::int64_t>(value->get_uint64());
+  if (value->is_double()) {
+    double d = value->get_double();
+    if (d >= -9.0e15 && d <= 9.0e15 && static_cast<double>(static_cast<std::int64_t>(d)) == d)
+      return static_cast<std::int64_t>(d);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> string_of(const json::value* value) {
+  if (!value || !value->is_string()) return std::nullopt;
+  return std::string(value->get_string());
+}
+
+json::object error_object(const Error& error) {
+  return json::object{{"code", to_string(error.code)}, {"msg", error.message}};
+}
+
+std::optional<Error> error_from(const json::value* value) {
+  if (!value || !value->is_object()) return std::nullopt;
+  Error e;
+  e.code = error_code_from_string(string_of(value->get_object().if_contains("code")).value_or(""))
+               .value_or(ErrorCode::invalid);
+  e.message = string_of(value->get_object().if_contains("msg")).value_or("");
+  return e;
+}
+
+}  // namespace
+
+std::optional<RowState> row_state_from_string(std::string_view text) {
+  for (RowState state : {RowState::queued, RowState::stored, RowState::sequenced,
+                         RowState::delivered, RowState::read, RowState::failed})
+    if (to_string(state) == text) return state;
+  return std::nullopt;
+}
+
+bool row_state_passed(RowState state, RowState step) {
+  if (state == step) return true;
+  if (step == RowState::failed) return false;
+  if (state == RowState::failed) return step == RowState::queued;
+  return rank(state) >= rank(step);
+}
+
+bool row_state_may_follow(RowState from, RowState to) {
+  if (from == to) return false;
+  if (to == RowState::failed) return from == RowState::queued;
+  if (from == RowState::failed) return true;  // retried (queued), or stored after all
+  return rank(to) > rank(from);
+}
+
+RowList::Entry& RowList::entry(const std::string& id) {
+  auto it = rows_.find(id);
+  if (it == rows_.end()) {
+    it = rows_.emplace(id, Entry{}).first;
+    it->second.row.conv = conv_;
+    it->second.row.id = id;
+    it->second.appeared = appearances_++;
+  }
+  return it->second;
+}
+
+const Row& RowList::apply(const RowEvent& event) {
+  Row& row = entry(event.id).row;
+  if (!row.state || row_state_may_follow(*row.state, event.state)) {
+    row.state = event.state;
+    if (event.at) row.times.emplace(event.state, *event.at);  // the first time only
+  }
+  if (row.state == event.state) row.error = event.error;  // a backward event says nothing of it
+  row.own = event.own;
+  if (event.seq) row.seq = event.seq;
+  if (event.body) row.body = *event.body;
+  if (event.trace) row.trace = event.trace;
+  return row;
+}
+
+void RowList::fill_from_msg(Row& row, const Msg& msg) {
+  if (msg.seq) row.seq = msg.seq;
+  row.from = msg.from;
+  row.body = msg.body;
+  row.ts = msg.ts;
+  if (msg.cts) row.cts = msg.cts;
+  if (msg.trace) row.trace = msg.trace;
+}
+
+const Row& RowList::apply(const MessageEvent& event) {
+  Row& row = entry(event.msg.id).row;
+  fill_from_msg(row, event.msg);
+  row.own = event.own;
+  return row;
+}
+
+const Row& RowList::add_history(const Msg& msg, bool own) {
+  Row& row = entry(msg.id).row;
+  fill_from_msg(row, msg);
+  if (!row.state) {
+    row.own = own;
+    row.state = own ? RowState::sequenced : RowState::delivered;
+  }
+  return row;
+}
+
+bool RowList::restore(Row row) {
+  if (rows_.count(row.id)) return false;
+  Entry& e = entry(row.id);
+  row.conv = conv_;
+  e.row = std::move(row);
+  return true;
+}
+
+bool RowList::replace(Row row) {
+  row.conv = conv_;
+  Entry& e = entry(row.id);
+  if (e.row == row) return false;
+  e.row = std::move(row);
+  return true;
+}
+
+const Row* RowList::find(std::string_view id) const {
+  auto it = rows_.find(id);
+  return it == rows_.end() ? nullptr : &it->second.row;
+}
+
+std::vector<const Row*> RowList::ordered() const {
+  std::vector<const Entry*> entries;
+  entries.reserve(rows_.size());
+  for (const auto& [id, e] : rows_)
+    if (e.row.state) entries.push_back(&e);
+  std::sort(entries.begin(), entries.end(), [](const Entry* a, const Entry* b) {
+    if (a->row.seq && b->row.seq) {
+      if (*a->row.seq != *b->row.seq) return *a->row.seq < *b->row.seq;
+    } else if (a->row.seq || b->row.seq) {
+      return a->row.seq.has_value();  // sequenced rows first
+    }
+    return a->appeared < b->appeared;
+  });
+  std::vector<const Row*> out;
+  out.reserve(entries.size());
+  for (const Entry* e : entries) out.push_back(&e->row);
+  return out;
+}
+
+std::string row_json(const Row& row) {
+  json::object o{{"conv", row.conv}, {"id", row.id}, {"from", row.from}, {"own", row.own}};
+  if (row.seq) o["seq"] = *row.seq;
+  if (row.state) o["state"] = to_string(*row.state);
+  json::object times;
+  for (const auto& [state, at] : row.times) times[to_string(state)] = at;
+  o["times"] = std::move(times);
+  if (row.trace) o["trace"] = *row.trace;
+  else o["trace"] = nullptr;
+  if (row.ts) o["ts"] = *row.ts;
+  if (row.cts) o["cts"] = *row.cts;
+  if (row.error) o["error"] = error_object(*row.error);
+  std::string text = json::serialize(o);
+  append_raw_member(text, "body", row.body.text);  // as the sender wrote it
+  return text;
+}
+
+std::optional<Row> row_from_json(std::string_view text) {
+  json::error_code ec;
+  json::value parsed = json::parse(text, ec);
+  if (ec || !parsed.is_object()) return std::nullopt;
+  const json::object& o = parsed.get_object();
+  auto conv = string_of(o.if_contains("conv"));
+  auto id = string_of(o.if_contains("id"));
+  auto state_name = string_of(o.if_contains("state"));
+  std::optional<RowState> state = state_name ? row_state_from_string(*state_name) : std::nullopt;
+  if (!conv || !id || !state) return std::nullopt;
+  Row row;
+  row.conv = *conv;
+  row.id = *id;
+  row.state = state;
+  if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) row.seq = static_cast<Seq>(*seq);
+  row.from = string_of(o.if_contains("from")).value_or("");
+  // The body as written in `text` (JSON that just parsed), not re-serialized.
+  if (auto body = json_scan::raw_member(text, "body")) row.body = JsonText{std::string(*body)};
+  if (const json::value* times = o.if_contains("times"); times && times->is_object()) {
+    for (const auto& [name, at] : times->get_object()) {
+      auto s = row_state_from_string(name);
+      auto ms = integer(&at);
+      if (s && ms) row.times[*s] = *ms;
+    }
+  }
+  row.trace = string_of(o.if_contains("trace"));
+  row.ts = integer(o.if_contains("ts"));
+  row.cts = integer(o.if_contains("cts"));
+  if (const json::value* own = o.if_contains("own"); own && own->is_bool()) row.own = own->get_bool();
+  row.error = error_from(o.if_contains("error"));
+  return row;
+}
+
+std::string row_event_json(const RowEvent& e) {
+  json::object o{{"type", "row"}, {"conv", e.conv}, {"id", e.id}, {"state", to_string(e.state)},
+                 {"own", e.own}};
+  if (e.seq) o["seq"] = *e.seq;
+  if (e.error) o["error"] = error_object(*e.error);
+  if (e.trace) o["trace"] = *e.trace;
+  if (e.at) o["at"] = *e.at;
+  std::string text = json::serialize(o);
+  if (e.body) append_raw_member(text, "body", e.body->text);
+  return text;
+}
+
+std::optional<RowEvent> row_event_from_json(std::string_view text) {
+  json::error_code ec;
+  json::value parsed = json::parse(text, ec);
+  if (ec || !parsed.is_object()) return std::nullopt;
+  const json::object& o = parsed.get_object();
+  auto conv = string_of(o.if_contains("conv"));
+  auto id = string_of(o.if_contains("id"));
+  auto state_name = string_of(o.if_contains("state"));
+  std::optional<RowState> state = state_name ? row_state_from_string(*state_name) : std::nullopt;
+  if (string_of(o.if_contains("type")) != "row" || !conv || !id || !state) return std::nullopt;
+  RowEvent e;
+  e.conv = *conv;
+  e.id = *id;
+  e.state = *state;
+  if (const json::value* own = o.if_contains("own"); own && own->is_bool()) e.own = own->get_bool();
+  if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) e.seq = static_cast<Seq>(*seq);
+  e.error = error_from(o.if_contains("error"));
+  e.trace = string_of(o.if_contains("trace"));
+  e.at = integer(o.if_contains("at"));
+  if (auto body = json_scan::raw_member(text, "body")) e.body = JsonText{std::string(*body)};
+  return e;
+}
+
+}  // namespace waymark
