@@ -7,6 +7,7 @@
 
 #include "json_scan.h"
 #include "waymark/close_codes.h"
+#include "waymark/backoff.h"
 #include "waymark/codec.h"
 #include "overloaded.h"
 
@@ -87,7 +88,9 @@ std::optional<TimeMs> ClientSession::next_deadline() const {
         take_min(deadline, request.sent_at + config_.request_timeout_ms);
       break;
     case Phase::idle:
-    case Phase::stopped: break;
+    case Phase::stopped:
+      if (token_retry_at_) take_min(deadline, *token_retry_at_);
+      break;
   }
   for (const auto& [conv, c] : conversations_)
     for (const auto& [user, expiry] : c.typing) take_min(deadline, expiry);
@@ -135,10 +138,8 @@ void ClientSession::emit_row(const std::string& conv, const std::string& id, Row
 
 std::string ClientSession::next_rid() { return "c" + std::to_string(++rid_counter_); }
 
-TimeMs ClientSession::jittered_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt) {
-  TimeMs ceiling = base << std::min<std::uint32_t>(attempt, 20);
-  ceiling = std::min(ceiling, cap);
-  return static_cast<TimeMs>(random_.next_u64() % static_cast<std::uint64_t>(ceiling + 1));
+TimeMs ClientSession::full_jitter_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt) {
+  return backoff_delay(Backoff{base, cap, Jitter::full}, attempt, random_);
 }
 
 // ---- life cycle ---------------------------------------------------------------------------
@@ -157,6 +158,11 @@ void ClientSession::close(TimeMs now) {
 }
 
 void ClientSession::connect_now(TimeMs now) {
+  if (token_refused_ && token_refresh_) {
+    // The same token would be refused again: ask for a new one now instead of at the backoff.
+    if (!token_wanted_) want_token(now);
+    return;
+  }
   if (phase_ == Phase::offline || phase_ == Phase::stopped || phase_ == Phase::idle) {
     failed_attempts_ = 0;
     bye_window_.reset();
@@ -164,7 +170,44 @@ void ClientSession::connect_now(TimeMs now) {
   }
 }
 
-void ClientSession::set_token(std::string token) { token_ = std::move(token); }
+void ClientSession::set_token(std::string token) {
+  token_ = std::move(token);
+  token_refused_ = false;
+  token_wanted_ = false;
+  token_retry_at_.reset();
+}
+
+void ClientSession::wake(TimeMs now) {
+  if (token_refused_ && !token_refresh_) return;  // only the app's own connect_now retries it
+  connect_now(now);
+}
+
+void ClientSession::want_token(TimeMs now) {
+  (void)now;
+  token_wanted_ = true;
+  token_retry_at_.reset();
+  ++token_attempts_;
+  emit(TokenWantedEvent{});
+}
+
+bool ClientSession::token_fetched(std::string token, TimeMs now) {
+  if (token.empty() || (token_refused_ && token == token_)) return false;
+  set_token(std::move(token));
+  failed_attempts_ = 0;
+  bye_window_.reset();
+  if (phase_ != Phase::connecting && phase_ != Phase::handshaking && phase_ != Phase::online)
+    begin_connect(now);
+  return true;
+}
+
+void ClientSession::token_fetch_failed(TimeMs now, const std::string& reason) {
+  if (!token_refused_) return;  // a token arrived meanwhile (set_token): nothing to retry
+  token_wanted_ = false;
+  // token_attempts_ >= 1 here: the n-th retry waits backoff(n - 1), at least half of 1 s.
+  Backoff backoff{config_.token_retry_base_ms, config_.token_retry_cap_ms, Jitter::equal};
+  token_retry_at_ = now + backoff_delay(backoff, token_attempts_ - 1, random_);
+  emit(ConnectionEvent{ConnectionState::offline, token_retry_at_, "unauthorized: " + reason, true});
+}
 
 bool ClientSession::is_current(ConnectionId connection) const {
   return connection != 0 && connection == connection_;
@@ -206,7 +249,7 @@ void ClientSession::schedule_reconnect(TimeMs now, std::string reason) {
     delay = low + static_cast<TimeMs>(random_.next_u64() % static_cast<std::uint64_t>(high - low + 1));
     bye_window_.reset();
   } else {
-    delay = jittered_backoff(config_.reconnect_base_ms, config_.reconnect_cap_ms, failed_attempts_);
+    delay = full_jitter_backoff(config_.reconnect_base_ms, config_.reconnect_cap_ms, failed_attempts_);
   }
   ++failed_attempts_;
   next_connect_at_ = now + delay;
@@ -221,7 +264,16 @@ void ClientSession::stop_unauthorized(TimeMs now, const std::string& detail) {
   phase_ = Phase::stopped;
   bye_window_.reset();
   connection_lost(now, "unauthorized", true, close_code::normal);
-  emit(ConnectionEvent{ConnectionState::offline, std::nullopt, "unauthorized: " + detail, true});
+  token_refused_ = true;
+  token_wanted_ = false;
+  token_retry_at_.reset();
+  if (token_refresh_ && token_attempts_ > 0) {
+    // A token fetched since the session was last online was refused too: wait before asking.
+    Backoff backoff{config_.token_retry_base_ms, config_.token_retry_cap_ms, Jitter::equal};
+    token_retry_at_ = now + backoff_delay(backoff, token_attempts_ - 1, random_);
+  }
+  emit(ConnectionEvent{ConnectionState::offline, token_retry_at_, "unauthorized: " + detail, true});
+  if (token_refresh_ && !token_retry_at_) want_token(now);
 }
 
 void ClientSession::write(const Frame& frame) {
@@ -323,7 +375,9 @@ void ClientSession::on_timer(TimeMs now) {
       pump_outbox(now);
       break;
     case Phase::idle:
-    case Phase::stopped: break;
+    case Phase::stopped:
+      if (token_retry_at_ && now >= *token_retry_at_) want_token(now);
+      break;
   }
   for (auto& [conv, c] : conversations_) {
     for (auto it = c.typing.begin(); it != c.typing.end();) {
@@ -347,6 +401,7 @@ void ClientSession::handle(const Welcome& frame, TimeMs now) {
   user_ = frame.user;
   heartbeat_ms_ = std::max<TimeMs>(frame.hb, 1);
   max_frame_ = static_cast<std::size_t>(std::max<std::int64_t>(frame.max_frame, 1));
+  token_attempts_ = 0;  // the token works: a later refusal asks for a new one at once
   emit(ConnectionEvent{ConnectionState::online, std::nullopt, {}});
   // Subscriptions made after the hello went out are sent now.
   for (auto& [conv, c] : conversations_)
@@ -486,8 +541,8 @@ void ClientSession::handle(const Nack& frame, TimeMs now) {
   entry->sent_on = 0;
   Error error{frame.code, frame.msg};
   if (frame.retry) {
-    entry->not_before = now + jittered_backoff(config_.send_retry_base_ms,
-                                               config_.send_retry_cap_ms, entry->attempts);
+    entry->not_before = now + full_jitter_backoff(config_.send_retry_base_ms,
+                                                  config_.send_retry_cap_ms, entry->attempts);
     ++entry->attempts;
     RowEvent row;
     row.conv = entry->conv;
@@ -742,6 +797,31 @@ std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs n
   mark_state_changed();
   pump_outbox(now);
   return queued_id;
+}
+
+bool ClientSession::requeue(const std::string& conv, const std::string& id, JsonText body,
+                            TimeMs cts, std::string trace, TimeMs now) {
+  if (!is_valid_conv(conv) || !is_valid_message_id(id) || !is_valid_traceparent(trace)) return false;
+  if (find_outbox(conv, id) != outbox_.end()) return false;
+  OutboxEntry entry;
+  entry.conv = conv;
+  entry.id = id;
+  entry.body = std::move(body);
+  entry.cts = cts;
+  entry.trace = std::move(trace);
+  RowEvent row;
+  row.conv = conv;
+  row.id = id;
+  row.state = RowState::queued;
+  row.own = true;
+  row.body = entry.body;
+  row.trace = entry.trace;
+  row.at = now;
+  emit(std::move(row));
+  outbox_.push_back(std::move(entry));
+  mark_state_changed();
+  pump_outbox(now);
+  return true;
 }
 
 bool ClientSession::retry(const std::string& conv, const std::string& id, TimeMs now) {

@@ -1804,3 +1804,137 @@ TEST_CASE("client session: a caller-chosen id is used, checked, and queued once"
   CHECK(rows[0].error->code == ErrorCode::invalid);
   CHECK(only<Send>(h.frames()).empty());
 }
+
+namespace {
+
+std::size_t tokens_wanted(const std::vector<ClientEvent>& events) {
+  return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [](const ClientEvent& e) {
+    return std::holds_alternative<TokenWantedEvent>(e);
+  }));
+}
+
+}  // namespace
+
+TEST_CASE("token refresh: a refused token asks for a new one at once, then on the equal-jitter backoff",
+          "[client_session]") {
+  std::set<TimeMs> first_waits;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    INFO("seed " << seed);
+    Harness h(seed);
+    h.session.set_token_refresh(true);
+    h.connect();
+    h.feed(Bye{"token_expired", 0, 0});
+    auto events = h.take_events();
+    auto offline = only<ConnectionEvent>(events);
+    REQUIRE(offline.size() == 1);
+    CHECK(offline[0].token_refused);
+    CHECK(offline[0].reason == "unauthorized: token expired");
+    CHECK_FALSE(offline[0].next_retry_at);  // asked at once: no wait to announce
+    CHECK(tokens_wanted(events) == 1);
+    CHECK_FALSE(h.session.next_deadline());  // nothing until the host answers
+
+    // The host's token source gives back the refused token, then fails: each retry waits at
+    // least half of 1 s, 2 s, 4 s, ... and never reconnects with the refused token.
+    CHECK_FALSE(h.session.token_fetched("dev:alice", h.now));
+    CHECK_FALSE(h.session.token_fetched("", h.now));
+    for (std::uint32_t n = 1; n <= 8; ++n) {
+      INFO("retry " << n);
+      h.session.token_fetch_failed(h.now, "getToken failed: boom");
+      auto failed = h.take_events();
+      auto announced = only<ConnectionEvent>(failed);
+      REQUIRE(announced.size() == 1);
+      CHECK(announced[0].reason == "unauthorized: getToken failed: boom");
+      CHECK(announced[0].token_refused);
+      REQUIRE(announced[0].next_retry_at);
+      TimeMs wait = *announced[0].next_retry_at - h.now;
+      TimeMs ceiling = std::min<TimeMs>(60000, TimeMs{1000} << (n - 1));
+      CHECK(wait >= ceiling / 2);
+      CHECK(wait <= ceiling);
+      if (n == 1) first_waits.insert(wait);
+      REQUIRE(h.session.next_deadline() == announced[0].next_retry_at);
+      h.timer_at(*announced[0].next_retry_at - 1);
+      CHECK(tokens_wanted(h.take_events()) == 0);
+      h.timer_at(*announced[0].next_retry_at);
+      CHECK(tokens_wanted(h.take_events()) == 1);
+      CHECK(h.take_opened().empty());
+    }
+    // A new token reconnects at once; online resets the count: the next refusal asks at once.
+    CHECK(h.session.token_fetched("dev:alice-2", h.now));
+    REQUIRE(h.take_opened().size() == 1);
+    auto hello = only<Hello>(h.handshake());
+    REQUIRE(hello.size() == 1);
+    CHECK(hello[0].token == "dev:alice-2");
+    h.clear();
+    h.feed(err_frame(ErrorCode::unauthorized, "token: expired"));
+    CHECK(tokens_wanted(h.take_events()) == 1);
+  }
+  CHECK(first_waits.size() > 10);  // jittered
+}
+
+TEST_CASE("token refresh: a fetched token refused too waits before the next ask", "[client_session]") {
+  Harness h(5);
+  h.session.set_token_refresh(true);
+  h.connect();
+  h.feed(err_frame(ErrorCode::unauthorized, "token: bad signature"));
+  REQUIRE(tokens_wanted(h.take_events()) == 1);
+  REQUIRE(h.session.token_fetched("dev:alice-2", h.now));
+  REQUIRE(h.take_opened().size() == 1);
+  h.open();
+  h.clear();
+  h.feed(err_frame(ErrorCode::unauthorized, "token: bad signature"));  // refused before any welcome
+  auto events = h.take_events();
+  CHECK(tokens_wanted(events) == 0);
+  auto offline = only<ConnectionEvent>(events);
+  REQUIRE(offline.size() == 1);
+  REQUIRE(offline[0].next_retry_at);
+  CHECK(*offline[0].next_retry_at - h.now >= 500);
+  CHECK(*offline[0].next_retry_at - h.now <= 1000);
+  // connect_now (the app, or the browser coming online via wake) asks at once instead.
+  h.session.wake(h.now);
+  CHECK(tokens_wanted(h.take_events()) == 1);
+  h.session.connect_now(h.now);  // already asked, not answered yet: nothing more
+  CHECK(tokens_wanted(h.take_events()) == 0);
+  CHECK(h.take_opened().empty());
+}
+
+TEST_CASE("wake: reconnects at once, but never with a refused token unless the app says so",
+          "[client_session]") {
+  Harness h(9);
+  h.connect();
+  h.close_socket();  // an ordinary loss: a backed-off reconnect is due
+  REQUIRE(h.session.next_deadline());
+  h.session.wake(h.now);
+  REQUIRE(h.take_opened().size() == 1);  // at once
+  h.handshake();
+  h.feed(Bye{"token_expired", 0, 0});
+  auto events = h.take_events();
+  CHECK(tokens_wanted(events) == 0);  // no token refresh here
+  h.session.wake(h.now + 1000);
+  CHECK(h.take_opened().empty());
+  h.session.connect_now(h.now + 2000);  // the app's explicit try with the same token
+  CHECK(h.take_opened().size() == 1);
+}
+
+TEST_CASE("requeue puts an own message back with its id, body, cts and trace, once", "[client_session]") {
+  Harness h(13);
+  h.connect();
+  h.clear();
+  const std::string id = make_message_id(h.now, h.random);
+  const std::string trace = make_traceparent(h.random);
+  CHECK(h.session.requeue("ops", id, JsonText{R"({"text":"orphan"})"}, 1234, trace, h.now));
+  CHECK_FALSE(h.session.requeue("ops", id, JsonText{R"({"text":"orphan"})"}, 1234, trace, h.now));
+  CHECK_FALSE(h.session.requeue("bad conv", id, JsonText{"null"}, 1234, trace, h.now));
+  CHECK_FALSE(h.session.requeue("ops", "bad id!", JsonText{"null"}, 1234, trace, h.now));
+  CHECK_FALSE(h.session.requeue("ops", make_message_id(h.now, h.random), JsonText{"null"}, 1234, "no", h.now));
+  auto sends = only<Send>(h.frames());
+  REQUIRE(sends.size() == 1);
+  CHECK(sends[0].id == id);
+  CHECK(sends[0].body.text == R"({"text":"orphan"})");
+  CHECK(sends[0].cts == std::optional<TimeMs>(1234));
+  CHECK(sends[0].trace == std::optional<std::string>(trace));
+  auto rows = rows_of(h.take_events(), id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::queued);
+  CHECK(h.session.outbox_size() == 1);
+  CHECK(h.session.export_state().find(id) != std::string::npos);  // persisted like any send
+}

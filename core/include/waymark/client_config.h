@@ -17,6 +17,13 @@ struct ClientConfig {
   // A connection that stayed online this long resets n to 0.
   TimeMs healthy_after_ms = 10000;
 
+  // After the edge refused the token, with token refresh on: a new token is asked for at once
+  // the first time since the session was last online; the n-th retry (n >= 1) after
+  // uniform[c/2, c], c = min(cap, base * 2^(n-1)): equal jitter, so a token source that keeps
+  // failing at once is never asked in a tight loop (backoff.h).
+  TimeMs token_retry_base_ms = 1000;
+  TimeMs token_retry_cap_ms = 60000;
+
   // Heartbeat until the edge's welcome says otherwise: ping every hb, dead after 2 x hb.
   TimeMs default_heartbeat_ms = 15000;
   // From OpenSocket to welcome; past it the attempt counts as failed.

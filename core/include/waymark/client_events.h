@@ -87,8 +87,12 @@ struct ErrorEvent { Error error; std::optional<std::string> rid; };
 // The outbox or cursors changed: a host that persists state should export_state() now.
 struct StateChangedEvent {};
 
+// Token refresh is on (ClientSession::set_token_refresh) and the session needs a new token:
+// get one now (getToken) and answer with token_fetched or token_fetch_failed.
+struct TokenWantedEvent {};
+
 using ClientEvent = std::variant<RowEvent, MessageEvent, ConnectionEvent, PresenceEvent,
                                  TypingEvent, ReceiptEvent, UnreadEvent, CursorEvent,
-                                 HistoryEvent, ErrorEvent, StateChangedEvent>;
+                                 HistoryEvent, ErrorEvent, StateChangedEvent, TokenWantedEvent>;
 
 }  // namespace waymark

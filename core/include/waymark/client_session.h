@@ -32,11 +32,26 @@ class ClientSession {
   void close(TimeMs now);         // the app is done: close the socket, stop reconnecting
   void connect_now(TimeMs now);   // "retry now", or the browser came online: skip the wait
   void set_token(std::string token);  // used from the next hello on
+  // The browser came online or the tab became visible: as connect_now, except that a refused
+  // token is not tried again by itself (with token refresh on, a new one is asked for now).
+  void wake(TimeMs now);
 
   // The edge refusing the token (err unauthorized, bye token_expired, a close with 4001) stops
   // the session: it emits ConnectionEvent{offline, no next_retry_at, "unauthorized: ..."} and
   // never reconnects with the same token by itself. The host gets a new token, then calls
   // set_token and connect_now; the outbox (same ids) and the cursors carry over.
+  //
+  // Token refresh (for a host that can get tokens, e.g. the SDK's getToken): the session then
+  // asks for a new token itself with a TokenWantedEvent, at once the first time since it was
+  // last online and then on the token backoff (config token_retry_*), the offline
+  // ConnectionEvent carrying the next try's time. connect_now (and wake) ask at once instead.
+  void set_token_refresh(bool on) { token_refresh_ = on; }
+  // The host's new token: true, and the session reconnects with it now; false when it is
+  // empty or the very token the edge refused (the host then calls token_fetch_failed).
+  bool token_fetched(std::string token, TimeMs now);
+  // The host could not get a token: the next TokenWantedEvent comes after the token backoff,
+  // announced as ConnectionEvent{offline, next_retry_at, "unauthorized: " + reason}.
+  void token_fetch_failed(TimeMs now, const std::string& reason);
 
   // ---- transport events, for the connection an OpenSocket named; stale ones are ignored ----
   void on_open(ConnectionId connection, TimeMs now);
@@ -65,6 +80,13 @@ class ClientSession {
                               std::optional<Seq> after, std::uint32_t limit, TimeMs now);
   // Puts a failed row back in the outbox (the UI's retry button). False if no such row.
   bool retry(const std::string& conv, const std::string& id, TimeMs now);
+  // Puts an own message back in the outbox as it was queued (same id, body, cts and trace):
+  // one a host saw queued whose outbox entry never reached the persisted state (another tab
+  // queued it and closed before writing). The edge stores an id once, so if it was stored
+  // after all it is acked as a duplicate. False when the outbox has it already, or it is not
+  // valid (conv, id, trace).
+  bool requeue(const std::string& conv, const std::string& id, JsonText body, TimeMs cts,
+               std::string trace, TimeMs now);
 
   // ---- outputs ----
   std::vector<IoAction> take_io();
@@ -132,6 +154,7 @@ class ClientSession {
   void connection_lost(TimeMs now, std::string reason, bool ask_close, int close_code);
   void schedule_reconnect(TimeMs now, std::string reason);
   void stop_unauthorized(TimeMs now, const std::string& detail);
+  void want_token(TimeMs now);
   void write(const Frame& frame);
   bool is_current(ConnectionId connection) const;
 
@@ -164,7 +187,7 @@ class ClientSession {
                     TimeMs now);
   void track_own_row(Conversation& c, Seq seq, const std::string& id);
   std::deque<OutboxEntry>::iterator find_outbox(const std::string& conv, const std::string& id);
-  TimeMs jittered_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt);
+  TimeMs full_jitter_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt);
 
   void emit(ClientEvent event);
   void emit_row(const std::string& conv, const std::string& id, RowState state,
@@ -186,6 +209,12 @@ class ClientSession {
   TimeMs next_connect_at_ = 0;
   std::optional<TimeMs> retry_wakeup_;  // earliest backed-off send, while online
   std::uint32_t failed_attempts_ = 0;
+  // The edge refused token_ (stopped until a new one); with token refresh, how it goes on.
+  bool token_refused_ = false;
+  bool token_refresh_ = false;
+  bool token_wanted_ = false;            // a TokenWantedEvent is unanswered
+  std::optional<TimeMs> token_retry_at_; // when the next one comes
+  std::uint32_t token_attempts_ = 0;     // tokens asked for since the session was last online
   std::optional<std::pair<TimeMs, TimeMs>> bye_window_;
   TimeMs heartbeat_ms_;
   std::size_t max_frame_;
