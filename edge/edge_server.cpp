@@ -393,9 +393,9 @@ void EdgeServer::on_completions() {
   for (auto& completion : completions) {
     metrics_.commit(completion.requests.size(),
                     std::chrono::duration<double>(completion.commit_time).count());
+    node_->on_commit(completion.requests, completion.result, now());
     if (completion.result.ok()) {
       const auto& outcomes = completion.result.value();
-      node_->on_committed(outcomes, now());
       for (std::size_t i = 0; i < outcomes.size() && i < completion.requests.size(); ++i) {
         auto received = received_at_.find(outcomes[i].ticket);
         if (received != received_at_.end()) {
@@ -415,7 +415,6 @@ void EdgeServer::on_completions() {
       log_event(LogLevel::error, "commit_failed",
                 {{"error", completion.result.error().message},
                  {"writes", completion.requests.size()}});
-      node_->on_commit_failed(completion.requests, completion.result.error(), now());
     }
   }
   flush();
@@ -477,22 +476,19 @@ void EdgeServer::tick() {
 // ---- carrying out the node's outputs ------------------------------------------------------
 
 void EdgeServer::flush() {
-  for (;;) {
-    auto outputs = node_->take_outputs();
-    if (outputs.empty()) return;
-    for (auto& output : outputs) {
-      if (auto* write = std::get_if<EdgeWrite>(&output)) {
-        auto it = connections_.find(write->conn);
-        if (it == connections_.end() || it->second.close_code) continue;
+  drain_outputs(
+      *node_,
+      [&](EdgeWrite& write) {
+        auto it = connections_.find(write.conn);
+        if (it == connections_.end() || it->second.close_code) return;
         Connection& c = it->second;
-        std::string_view type = write->type;
         // A lagging connection gets its bye and nothing more: what it was sent is a gap-free
         // prefix of its stream, and it resumes from its cursor.
-        if (c.lagging && type != "bye") continue;
-        metrics_.frame_out(type);
-        c.queued_bytes += write->text->size();
-        queued_bytes_total_ += write->text->size();
-        c.queue.push_back(std::move(write->text));
+        if (c.lagging && write.type != "bye") return;
+        metrics_.frame_out(write.type);
+        c.queued_bytes += write.text->size();
+        queued_bytes_total_ += write.text->size();
+        c.queue.push_back(std::move(write.text));
         if (c.queued_bytes > options_.max_queue_bytes && !c.lagging) {
           // A reader this far behind is dropped; it resumes from its cursor, losing nothing.
           // Frames not yet written are discarded whole, never from the middle of the stream.
@@ -501,28 +497,28 @@ void EdgeServer::flush() {
           c.queued_bytes = 0;
           c.queue.clear();
           metrics_.lagging_close();
-          log_event(LogLevel::warn, "lagging_close", {{"conn", write->conn}});
-          node_->drop_lagging(write->conn, now());
+          log_event(LogLevel::warn, "lagging_close", {{"conn", write.conn}});
+          node_->drop_lagging(write.conn, now());
         }
         lws_callback_on_writable(c.wsi);
-      } else if (auto* close = std::get_if<EdgeClose>(&output)) {
-        auto it = connections_.find(close->conn);
-        if (it == connections_.end() || it->second.close_code) continue;
-        it->second.close_code = close->code;
-        it->second.close_reason = close->reason;
+      },
+      [&](EdgeClose& close) {
+        auto it = connections_.find(close.conn);
+        if (it == connections_.end() || it->second.close_code) return;
+        it->second.close_code = close.code;
+        it->second.close_reason = close.reason;
         // A peer that stops reading cannot hold the close up for long.
         lws_set_timeout(it->second.wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
         lws_callback_on_writable(it->second.wsi);
-      } else if (auto* persist = std::get_if<EdgePersist>(&output)) {
-        if (const auto* audit = std::get_if<AuditRequest>(&persist->request.op)) {
+      },
+      [&](EdgePersist& persist) {
+        if (const auto* audit = std::get_if<AuditRequest>(&persist.request.op)) {
           log_audit(audit->record);
         } else {
-          received_at_[persist->request.ticket] = std::chrono::steady_clock::now();
+          received_at_[persist.request.ticket] = std::chrono::steady_clock::now();
         }
-        writer_->submit(std::move(persist->request));
-      }
-    }
-  }
+        writer_->submit(std::move(persist.request));
+      });
 }
 
 }  // namespace waymark::edge

@@ -607,6 +607,14 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
   }
 }
 
+void EdgeNode::on_commit(const std::vector<WriteRequest>& requests,
+                         const Result<std::vector<WriteOutcome>>& result, TimeMs now) {
+  if (result.ok())
+    on_committed(result.value(), now);
+  else
+    on_commit_failed(requests, result.error(), now);
+}
+
 void EdgeNode::on_commit_failed(const std::vector<WriteRequest>& requests, const Error& error,
                                 TimeMs) {
   for (const WriteRequest& request : requests) {

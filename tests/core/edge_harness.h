@@ -85,19 +85,20 @@ struct Harness {
 
   // Collects the edge's outputs: writes are parsed (every one must be a valid edge frame).
   void pump() {
-    for (EdgeOutput& output : edge.take_outputs()) {
-      if (auto* write = std::get_if<EdgeWrite>(&output)) {
-        REQUIRE(write->text);
-        auto parsed = parse_frame(*write->text, Direction::from_edge, ParseLimits{1u << 26});
-        INFO("edge wrote " << *write->text);
-        REQUIRE(parsed.ok());
-        inbox_[write->conn].push_back(Out{*write->text, parsed.value(), std::nullopt, {}});
-      } else if (auto* close = std::get_if<EdgeClose>(&output)) {
-        inbox_[close->conn].push_back(Out{{}, std::nullopt, close->code, close->reason});
-      } else {
-        writer.push_back(std::move(std::get<EdgePersist>(output).request));
-      }
-    }
+    drain_outputs(
+        edge,
+        [&](EdgeWrite& write) {
+          REQUIRE(write.text);
+          auto parsed = parse_frame(*write.text, Direction::from_edge, ParseLimits{1u << 26});
+          INFO("edge wrote " << *write.text);
+          REQUIRE(parsed.ok());
+          CHECK(write.type == frame_type(parsed.value()));
+          inbox_[write.conn].push_back(Out{*write.text, parsed.value(), std::nullopt, {}});
+        },
+        [&](EdgeClose& close) {
+          inbox_[close.conn].push_back(Out{{}, std::nullopt, close.code, close.reason});
+        },
+        [&](EdgePersist& persist) { writer.push_back(std::move(persist.request)); });
   }
 
   ConnId connect() {
@@ -150,11 +151,7 @@ struct Harness {
   void commit() {
     std::vector<WriteRequest> batch;
     batch.swap(writer);
-    auto outcomes = commit_batch(store, batch);
-    if (outcomes.ok())
-      edge.on_committed(outcomes.value(), now);
-    else
-      edge.on_commit_failed(batch, outcomes.error(), now);
+    edge.on_commit(batch, commit_batch(store, batch), now);
     pump();
   }
 

@@ -144,10 +144,7 @@ void Simulation::commit() {
     at(now_ + static_cast<TimeMs>(random_.below(5)),
        [this, generation, batch = std::move(batch), outcomes = std::move(outcomes)] {
          if (!edge_up_ || generation != edge_generation_) return;  // crashed before acking
-         if (outcomes.ok())
-           edge_->on_committed(outcomes.value(), now_);
-         else
-           edge_->on_commit_failed(batch, outcomes.error(), now_);
+         edge_->on_commit(batch, outcomes, now_);
          drain_edge();
        });
     return;
@@ -156,67 +153,60 @@ void Simulation::commit() {
 }
 
 void Simulation::drain_edge() {
-  while (edge_up_) {
-    auto outputs = edge_->take_outputs();
-    if (outputs.empty()) return;
-    for (auto& output : outputs) {
-      std::visit(
-          Overloaded{
-              [&](EdgeWrite& write) {
-                auto it = links_.find(write.conn);
-                if (it == links_.end() || !it->second->edge_open) return;
-                Link& link = *it->second;
-                check_wire_order(link, *write.text);
-                if (std::getenv("SIM_TRACE")) fprintf(stderr, "%lld <edge %llu %s\n", (long long)(now_-start_), (unsigned long long)link.id, write.text->c_str());
-                int copies = faults_ && chance(options_.duplicate_probability) ? 2 : 1;
-                stats_.duplicated += static_cast<std::uint64_t>(copies - 1);
-                for (int i = 0; i < copies; ++i) {
-                  TimeMs arrive = std::max(link.to_client_tail, now_ + latency());
-                  link.to_client_tail = arrive;
-                  ConnId link_id = link.id;
-                  auto text = write.text;
-                  at(arrive, [this, link_id, text, arrive] {
-                    auto found = links_.find(link_id);
-                    if (found == links_.end()) return;
-                    Link& l = *found->second;
-                    if (!l.client_open || (l.cutoff && arrive > *l.cutoff)) return;
-                    Client& c = *clients_[static_cast<std::size_t>(l.client)];
-                    if (c.generation != l.client_generation) return;
-                    ++stats_.frames;
-                    if (text->find("\"dup\":true") != std::string::npos) ++stats_.dup_acks;
-                    if (text->rfind("{\"t\":\"nack\"", 0) == 0) ++stats_.nacks;
-                    c.session->on_frame(l.client_conn, *text, now_);
-                    drain_client(l.client);
-                  });
-                }
-              },
-              [&](EdgeClose& close) {
-                auto it = links_.find(close.conn);
-                if (it == links_.end() || !it->second->edge_open) return;
-                Link& link = *it->second;
-                link.edge_open = false;
-                edge_->on_disconnect(close.conn, now_);
-                TimeMs arrive = std::max(link.to_client_tail, now_ + latency());
-                ConnId link_id = link.id;
-                at(arrive, [this, link_id] {
-                  auto found = links_.find(link_id);
-                  if (found == links_.end() || !found->second->client_open) return;
-                  Link& l = *found->second;
-                  l.client_open = false;
-                  Client& c = *clients_[static_cast<std::size_t>(l.client)];
-                  if (c.generation != l.client_generation) return;
-                  c.session->on_close(l.client_conn, now_);
-                  drain_client(l.client);
-                });
-              },
-              [&](EdgePersist& persist) {
-                pending_writes_.push_back(std::move(persist.request));
-                schedule_commit();
-              },
-          },
-          output);
-    }
-  }
+  drain_outputs(
+      *edge_,
+      [&](EdgeWrite& write) {
+        auto it = links_.find(write.conn);
+        if (it == links_.end() || !it->second->edge_open) return;
+        Link& link = *it->second;
+        check_wire_order(link, *write.text);
+        if (std::getenv("SIM_TRACE")) fprintf(stderr, "%lld <edge %llu %s\n", (long long)(now_-start_), (unsigned long long)link.id, write.text->c_str());
+        int copies = faults_ && chance(options_.duplicate_probability) ? 2 : 1;
+        stats_.duplicated += static_cast<std::uint64_t>(copies - 1);
+        for (int i = 0; i < copies; ++i) {
+          TimeMs arrive = std::max(link.to_client_tail, now_ + latency());
+          link.to_client_tail = arrive;
+          ConnId link_id = link.id;
+          auto text = write.text;
+          at(arrive, [this, link_id, text, arrive] {
+            auto found = links_.find(link_id);
+            if (found == links_.end()) return;
+            Link& l = *found->second;
+            if (!l.client_open || (l.cutoff && arrive > *l.cutoff)) return;
+            Client& c = *clients_[static_cast<std::size_t>(l.client)];
+            if (c.generation != l.client_generation) return;
+            ++stats_.frames;
+            if (text->find("\"dup\":true") != std::string::npos) ++stats_.dup_acks;
+            if (text->rfind("{\"t\":\"nack\"", 0) == 0) ++stats_.nacks;
+            c.session->on_frame(l.client_conn, *text, now_);
+            drain_client(l.client);
+          });
+        }
+      },
+      [&](EdgeClose& close) {
+        auto it = links_.find(close.conn);
+        if (it == links_.end() || !it->second->edge_open) return;
+        Link& link = *it->second;
+        link.edge_open = false;
+        edge_->on_disconnect(close.conn, now_);
+        TimeMs arrive = std::max(link.to_client_tail, now_ + latency());
+        ConnId link_id = link.id;
+        at(arrive, [this, link_id] {
+          auto found = links_.find(link_id);
+          if (found == links_.end() || !found->second->client_open) return;
+          Link& l = *found->second;
+          l.client_open = false;
+          Client& c = *clients_[static_cast<std::size_t>(l.client)];
+          if (c.generation != l.client_generation) return;
+          c.session->on_close(l.client_conn, now_);
+          drain_client(l.client);
+        });
+      },
+      [&](EdgePersist& persist) {
+        pending_writes_.push_back(std::move(persist.request));
+        schedule_commit();
+      },
+      [&] { return edge_up_; });
 }
 
 void Simulation::note_subscriptions(Link& link, const std::string& text) {

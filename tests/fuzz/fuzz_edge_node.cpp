@@ -303,7 +303,6 @@ class Harness {
         if (model.open && !model.closed && model.generation == from.generation)
           expected_acks.emplace(from.conn, msg->msg.conv, msg->msg.id, append->seq, append->dup);
       }
-      node_.on_committed(batch.result.value(), now_);
     } else {
       // Every send of an open connection that the failed batch held is refused retry:true.
       for (const WriteRequest& request : batch.requests) {
@@ -314,8 +313,8 @@ class Harness {
         if (model.open && !model.closed && model.generation == origin->second.generation)
           expected_nacks.emplace(origin->second.conn, append->msg.conv, append->msg.id);
       }
-      node_.on_commit_failed(batch.requests, batch.result.error(), now_);
     }
+    node_.on_commit(batch.requests, batch.result, now_);
     for (const WriteRequest& request : batch.requests) origins_.erase(request.ticket);
     retry_nacks_.clear();
     collect(0, &expected_acks);
@@ -338,31 +337,29 @@ class Harness {
   // Checks and files everything the node asked for. Acks are allowed only when expected_acks
   // is given (a report of committed writes), and each must match one entry, which it removes.
   void collect(ConnId stepping, std::multiset<std::tuple<ConnId, std::string, std::string, Seq, bool>>* expected_acks) {
-    std::vector<EdgeOutput> outputs = node_.take_outputs();
     std::set<ConnId> owe_close;  // got a bye in this step, its close must follow
-    for (EdgeOutput& output : outputs) {
-      if (auto* write = std::get_if<EdgeWrite>(&output)) {
-        on_write(*write, expected_acks, owe_close);
-      } else if (auto* close = std::get_if<EdgeClose>(&output)) {
-        FUZZ_CHECK(close->conn >= 1 && close->conn <= kConnections, "EdgeClose for an unknown connection");
-        ConnModel& model = conns_[close->conn - 1];
-        FUZZ_CHECK(model.open, "EdgeClose for conn " + std::to_string(close->conn) + ", which is not open");
-        FUZZ_CHECK(!model.closed, "a second EdgeClose for conn " + std::to_string(close->conn));
-        model.closed = true;
-        owe_close.erase(close->conn);
-      } else if (auto* persist = std::get_if<EdgePersist>(&output)) {
-        const ConnModel& model = conns_[stepping ? stepping - 1 : 0];
-        if (const auto* append = std::get_if<AppendRequest>(&persist->request.op)) {
-          FUZZ_CHECK(stepping != 0 && model.open && model.welcomed && !model.closed,
-                "a send persisted for a connection that cannot send");
-          FUZZ_CHECK(append->tenant == kTenant && !append->msg.seq, "an append with a seq or a foreign tenant");
-          FUZZ_CHECK(origins_.count(persist->request.ticket) == 0, "a ticket used twice");
-          origins_[persist->request.ticket] = PendingInfo{stepping, model.generation};
-        }
-        pending_.push_back(std::move(persist->request));
-      }
-      // Other outputs (audit records, ...) carry nothing these invariants cover.
-    }
+    drain_outputs(
+        node_, [&](EdgeWrite& write) { on_write(write, expected_acks, owe_close); },
+        [&](EdgeClose& close) {
+          FUZZ_CHECK(close.conn >= 1 && close.conn <= kConnections, "EdgeClose for an unknown connection");
+          ConnModel& model = conns_[close.conn - 1];
+          FUZZ_CHECK(model.open, "EdgeClose for conn " + std::to_string(close.conn) + ", which is not open");
+          FUZZ_CHECK(!model.closed, "a second EdgeClose for conn " + std::to_string(close.conn));
+          model.closed = true;
+          owe_close.erase(close.conn);
+        },
+        [&](EdgePersist& persist) {
+          const ConnModel& model = conns_[stepping ? stepping - 1 : 0];
+          if (const auto* append = std::get_if<AppendRequest>(&persist.request.op)) {
+            FUZZ_CHECK(stepping != 0 && model.open && model.welcomed && !model.closed,
+                       "a send persisted for a connection that cannot send");
+            FUZZ_CHECK(append->tenant == kTenant && !append->msg.seq, "an append with a seq or a foreign tenant");
+            FUZZ_CHECK(origins_.count(persist.request.ticket) == 0, "a ticket used twice");
+            origins_[persist.request.ticket] = PendingInfo{stepping, model.generation};
+          }
+          // Audit records carry nothing these invariants cover; they are committed like the rest.
+          pending_.push_back(std::move(persist.request));
+        });
     FUZZ_CHECK(owe_close.empty(), "a bye without its close, conn " +
                                  (owe_close.empty() ? std::string() : std::to_string(*owe_close.begin())));
     std::size_t open = 0;

@@ -93,6 +93,20 @@ struct EdgeCounters {
   std::uint64_t audit_suppressed = 0;  // over audit_per_sec: counted, not stored
 };
 
+class EdgeNode;
+
+// The one loop every host of an EdgeNode runs (the lws server, the test harness, the
+// simulation, the fuzzer): takes the node's outputs until it has none left (a handler may make
+// the node say more, as drop_lagging does) and hands each to the handler for its kind, in order.
+// `go_on()` is asked before each batch; a host stops there when it must (a simulated crash).
+template <typename OnWrite, typename OnClose, typename OnPersist, typename GoOn>
+void drain_outputs(EdgeNode& node, OnWrite&& on_write, OnClose&& on_close, OnPersist&& on_persist,
+                   GoOn&& go_on);
+template <typename OnWrite, typename OnClose, typename OnPersist>
+void drain_outputs(EdgeNode& node, OnWrite&& on_write, OnClose&& on_close, OnPersist&& on_persist) {
+  drain_outputs(node, on_write, on_close, on_persist, [] { return true; });
+}
+
 class EdgeNode {
  public:
   // REQUIRES: reader, auth and random outlive the node.
@@ -108,6 +122,10 @@ class EdgeNode {
   void on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs now);
   void on_commit_failed(const std::vector<WriteRequest>& requests, const Error& error,
                         TimeMs now);
+  // A finished group commit of `requests` (commit_batch's result): on_committed when it
+  // succeeded, else on_commit_failed. Every host reports its writer's batches through this.
+  void on_commit(const std::vector<WriteRequest>& requests,
+                 const Result<std::vector<WriteOutcome>>& result, TimeMs now);
 
   // Handshake timeouts and token expiry due by now. The host calls it at next_deadline().
   void on_timer(TimeMs now);
@@ -218,5 +236,22 @@ class EdgeNode {
   std::vector<EdgeOutput> outputs_;
   EdgeCounters counters_;
 };
+
+template <typename OnWrite, typename OnClose, typename OnPersist, typename GoOn>
+void drain_outputs(EdgeNode& node, OnWrite&& on_write, OnClose&& on_close, OnPersist&& on_persist,
+                   GoOn&& go_on) {
+  while (go_on()) {
+    std::vector<EdgeOutput> outputs = node.take_outputs();
+    if (outputs.empty()) return;
+    for (EdgeOutput& output : outputs) {
+      if (auto* write = std::get_if<EdgeWrite>(&output))
+        on_write(*write);
+      else if (auto* close = std::get_if<EdgeClose>(&output))
+        on_close(*close);
+      else
+        on_persist(std::get<EdgePersist>(output));
+    }
+  }
+}
 
 }  // namespace waymark
