@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--print-audit", print_audit,
                "Print the audit log of --data as JSON lines and exit (safe while an edge runs)");
+  app.failure_message(CLI::FailureMessage::help);  // a bad argument prints the error and the usage
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

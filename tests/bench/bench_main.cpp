@@ -1,5 +1,6 @@
 // waymark-bench: the load harness. One scenario per run against one target; progress on
-// stderr, one summary row (or --json line) on stdout; exit 1 when a correctness check failed.
+// stderr, one summary row (or --json line) on stdout; exit 1 when a correctness check failed,
+// 2 on a bad argument or a scenario that could not run.
 #include <CLI/CLI.hpp>
 
 #include <sys/resource.h>
@@ -62,7 +63,12 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s, "seconds before a phase gives up")->capture_default_str();
   app.add_option("--nats-sub-conns", o.nats_sub_conns, "nats fanout: connections shared by consumers")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  app.failure_message(CLI::FailureMessage::help);  // a bad argument prints the error and the usage
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; a bad argument: 2 (as waymark-edge)
+  }
   if (o.run_id.empty()) o.run_id = std::to_string(std::time(nullptr));
   if (o.conns < 1 || o.window < 1 || o.subs < 1 || o.publishers < 1 || o.clients < 1 || o.convs < 1 ||
       o.duration_s <= 0 || o.connect_window < 1) {

@@ -2,13 +2,15 @@
 // message back unchanged: it neither parses nor stores. The harness runs ingest and idle
 // against it with the same connections and frames it sends the edge.
 // Usage: waymark-bench-echo [--listen HOST:PORT]; logs {"event":"listening","port":N} on stderr
-// and serves until SIGTERM or SIGINT.
+// and serves until SIGTERM or SIGINT. --help prints the usage; a bad argument exits 2.
+#include <CLI/CLI.hpp>
 #include <libwebsockets.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -71,17 +73,34 @@ void on_signal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  int port = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i], value = argv[i + 1];
-    if (flag != "--listen" || value.rfind(':') == std::string::npos) {
-      std::fprintf(stderr, "usage: waymark-bench-echo [--listen HOST:PORT]\n");
-      return 2;
-    }
-    host = value.substr(0, value.rfind(':'));
-    port = std::atoi(value.c_str() + value.rfind(':') + 1);
+  std::string listen = "127.0.0.1:0";
+  CLI::App app{"waymark-bench-echo: a libwebsockets server that writes every text message back "
+               "unchanged (the benchmarks' transport ceiling)"};
+  app.add_option("--listen", listen, "HOST:PORT to serve on; port 0 picks a free one")
+      ->capture_default_str();
+  app.failure_message(CLI::FailureMessage::help);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
   }
+  const std::size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon != std::string::npos) {
+    try {
+      std::size_t used = 0;
+      port = std::stoi(listen.substr(colon + 1), &used);
+      if (used != listen.size() - colon - 1) port = -1;
+    } catch (const std::exception&) {
+      port = -1;
+    }
+  }
+  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+    std::fprintf(stderr, "waymark-bench-echo: --listen wants HOST:PORT, got '%s'\n%s", listen.c_str(),
+                 app.help().c_str());
+    return 2;
+  }
+  const std::string host = listen.substr(0, colon);
   lws_protocols protocols[] = {
       {"waymark.v1", callback, sizeof(EchoConn), 1 << 16, 0, nullptr, 0},
       {nullptr, nullptr, 0, 0, 0, nullptr, 0},

@@ -1,7 +1,9 @@
 // waymark-fsync-probe: the disk's durability ceiling. Writes `count` blocks of `block` bytes
 // in place into a preallocated file in DIR, each followed by fdatasync (what LMDB's commit
 // pays, at most once per group commit), and prints one JSON line with the latencies in ms.
-// Usage: waymark-fsync-probe DIR [count=1000] [block=4096]
+// Usage: waymark-fsync-probe DIR [count=1000] [block=4096]; --help prints it, a bad argument
+// exits 2.
+#include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,14 +15,22 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: waymark-fsync-probe DIR [count] [block]\n");
-    return 2;
+  std::string dir;
+  long count = 1000;
+  long block = 4096;
+  CLI::App app{"waymark-fsync-probe: fdatasync latency of DIR's disk (the benchmarks' durability "
+               "ceiling), one JSON line on stdout"};
+  app.add_option("dir", dir, "Directory to write the probe file in")->required()->check(CLI::ExistingDirectory);
+  app.add_option("count", count, "Blocks written, each followed by fdatasync")
+      ->capture_default_str()->check(CLI::Range(1L, 1000000000L));
+  app.add_option("block", block, "Bytes per block")->capture_default_str()->check(CLI::Range(1L, 1L << 30));
+  app.failure_message(CLI::FailureMessage::help);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
   }
-  std::string path = std::string(argv[1]) + "/fsync-probe.dat";
-  long count = argc > 2 ? std::atol(argv[2]) : 1000;
-  long block = argc > 3 ? std::atol(argv[3]) : 4096;
-  if (count < 1 || block < 1) return 2;
+  std::string path = dir + "/fsync-probe.dat";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) {
     std::perror("open");
