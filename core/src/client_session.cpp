@@ -775,6 +775,7 @@ std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs n
     refused = make_error(ErrorCode::invalid, "id: " + std::string(kMessageIdRule));
   } else if (!checked.ok()) {
     refused = checked.error();
+    row.body.reset();  // not JSON: a JsonText may not hold it, and no host could show it
   } else if (find_outbox(conv, entry.id) != outbox_.end()) {
     return entry.id;  // the same caller-chosen id again: already queued, one row
   } else {
@@ -803,10 +804,12 @@ bool ClientSession::requeue(const std::string& conv, const std::string& id, Json
                             TimeMs cts, std::string trace, TimeMs now) {
   if (!is_valid_conv(conv) || !is_valid_message_id(id) || !is_valid_traceparent(trace)) return false;
   if (find_outbox(conv, id) != outbox_.end()) return false;
+  Result<JsonText> checked = parse_json_text(body.text);
+  if (!checked.ok()) return false;
   OutboxEntry entry;
   entry.conv = conv;
   entry.id = id;
-  entry.body = std::move(body);
+  entry.body = std::move(checked).value();
   entry.cts = cts;
   entry.trace = std::move(trace);
   RowEvent row;

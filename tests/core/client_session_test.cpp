@@ -1926,6 +1926,7 @@ TEST_CASE("requeue puts an own message back with its id, body, cts and trace, on
   CHECK_FALSE(h.session.requeue("bad conv", id, JsonText{"null"}, 1234, trace, h.now));
   CHECK_FALSE(h.session.requeue("ops", "bad id!", JsonText{"null"}, 1234, trace, h.now));
   CHECK_FALSE(h.session.requeue("ops", make_message_id(h.now, h.random), JsonText{"null"}, 1234, "no", h.now));
+  CHECK_FALSE(h.session.requeue("ops", make_message_id(h.now, h.random), JsonText{"not json"}, 1234, trace, h.now));
   auto sends = only<Send>(h.frames());
   REQUIRE(sends.size() == 1);
   CHECK(sends[0].id == id);
@@ -1937,4 +1938,19 @@ TEST_CASE("requeue puts an own message back with its id, body, cts and trace, on
   CHECK(rows[0].state == RowState::queued);
   CHECK(h.session.outbox_size() == 1);
   CHECK(h.session.export_state().find(id) != std::string::npos);  // persisted like any send
+}
+
+TEST_CASE("a body that is not JSON fails its row at once, and the row carries no body", "[client_session]") {
+  Harness h(17);
+  h.connect();
+  h.clear();
+  std::string id = h.session.send("ops", JsonText{"not json"}, h.now);
+  auto rows = rows_of(h.take_events(), id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::failed);
+  REQUIRE(rows[0].error);
+  CHECK(rows[0].error->code == ErrorCode::invalid);
+  CHECK_FALSE(rows[0].body);  // a JsonText holds valid JSON only
+  CHECK(only<Send>(h.frames()).empty());
+  CHECK(h.session.outbox_size() == 0);
 }
