@@ -12,9 +12,11 @@
 #include <string>
 #include <variant>
 
+#include "waymark/auth.h"
 #include "waymark/client_session.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
+#include "waymark/row_list.h"
 #include "../core/src/overloaded.h"  // not public API: core/CMakeLists.txt
 
 namespace json = boost::json;
@@ -91,23 +93,14 @@ json::value plain_event_json(const ErrorEvent& e) {
   return o;
 }
 json::value plain_event_json(const StateChangedEvent&) { return json::object{{"type", "state"}}; }
+json::value plain_event_json(const TokenWantedEvent&) { return json::object{{"type", "token"}}; }
 
 // Events cross as JSON text. A msg is the codec's msg frame ("t":"msg" and all), and a body
 // is its JsonText spliced in as sent: no second JSON shape of a message, no re-serialized body.
 std::string event_json(const ClientEvent& event) {
   return std::visit(
       Overloaded{
-          [](const RowEvent& e) -> std::string {
-            json::object o{{"type", "row"}, {"conv", e.conv}, {"id", e.id},
-                           {"state", to_string(e.state)}, {"own", e.own}};
-            if (e.seq) o["seq"] = *e.seq;
-            if (e.error) o["error"] = error_json(*e.error);
-            if (e.trace) o["trace"] = *e.trace;
-            if (e.at) o["at"] = *e.at;
-            std::string text = json::serialize(o);
-            if (e.body) append_raw_member(text, "body", e.body->text);
-            return text;
-          },
+          [](const RowEvent& e) -> std::string { return row_event_json(e); },
           [](const MessageEvent& e) -> std::string {
             std::string text = json::serialize(json::object{{"type", "message"}, {"own", e.own}});
             append_raw_member(text, "msg", serialize(Frame{e.msg}));
@@ -164,6 +157,14 @@ class WasmSession {
   void close(double now) { session_.close(to_time(now)); }
   void connect_now(double now) { session_.connect_now(to_time(now)); }
   void set_token(std::string token) { session_.set_token(std::move(token)); }
+  void wake(double now) { session_.wake(to_time(now)); }
+  void set_token_refresh(bool on) { session_.set_token_refresh(on); }
+  bool token_fetched(std::string token, double now) {
+    return session_.token_fetched(std::move(token), to_time(now));
+  }
+  void token_fetch_failed(double now, std::string reason) {
+    session_.token_fetch_failed(to_time(now), reason);
+  }
 
   void on_open(double conn, double now) { session_.on_open(connection(conn), to_time(now)); }
   void on_frame(double conn, std::string text, double now) {
@@ -205,6 +206,15 @@ class WasmSession {
   }
   bool retry(std::string conv, std::string id, double now) {
     return session_.retry(conv, id, to_time(now));
+  }
+  // An own row another tab queued that the imported outbox lacks; false if kept already or
+  // its body is not JSON.
+  bool requeue(std::string conv, std::string id, std::string body_json, double cts,
+               std::string trace, double now) {
+    auto body = parse_json_text(body_json);
+    if (!body.ok()) return false;
+    return session_.requeue(conv, id, std::move(body.value()), to_time(cts), std::move(trace),
+                            to_time(now));
   }
 
   std::string take_io() {
@@ -254,6 +264,64 @@ class WasmSession {
   ClientSession session_;
 };
 
+// One conversation's rows (the core's RowList) for a tab, leader or follower: rows and events
+// cross as JSON text, in the shapes waymark.js uses (row_json, row_event_json, msg frames).
+class WasmRowList {
+ public:
+  explicit WasmRowList(std::string conv) : list_(std::move(conv)) {}
+
+  // A {type:"row"} event's JSON: the row afterwards, or "" when the text is no row event.
+  std::string apply_row(std::string event_json) {
+    auto event = row_event_from_json(event_json);
+    if (!event || event->conv != list_.conv()) return {};
+    return row_json(list_.apply(*event));
+  }
+  // A msg frame's JSON (a message event's msg): the row afterwards, or "".
+  std::string apply_message(std::string msg_json, bool own) {
+    auto msg = parse_msg(msg_json);
+    if (!msg) return {};
+    return row_json(list_.apply(MessageEvent{std::move(*msg), own}));
+  }
+  // A msg frame of a history page, for this tab's user: the row afterwards, or "".
+  std::string add_history(std::string msg_json, std::string user) {
+    auto msg = parse_msg(msg_json);
+    if (!msg) return {};
+    bool own = !user.empty() && msg->from == user;
+    return row_json(list_.add_history(*msg, own));
+  }
+  bool restore(std::string row_text) {
+    auto row = row_from_json(row_text);
+    return row && row->conv == list_.conv() && list_.restore(std::move(*row));
+  }
+  bool replace(std::string row_text) {
+    auto row = row_from_json(row_text);
+    return row && row->conv == list_.conv() && list_.replace(std::move(*row));
+  }
+  std::string rows() const {
+    std::string out = "[";
+    for (const Row* row : list_.ordered()) {
+      if (out.size() > 1) out += ',';
+      out += row_json(*row);
+    }
+    return out + "]";
+  }
+  std::string row(std::string id) const {
+    const Row* found = list_.find(id);
+    return found && found->state ? row_json(*found) : std::string();
+  }
+
+ private:
+  std::optional<Msg> parse_msg(const std::string& text) const {
+    auto frame = parse_frame(text, Direction::from_edge, ParseLimits{static_cast<std::size_t>(-1)});
+    if (!frame.ok()) return std::nullopt;
+    const Msg* msg = std::get_if<Msg>(&frame.value());
+    if (!msg || msg->conv != list_.conv()) return std::nullopt;
+    return *msg;
+  }
+
+  RowList list_;
+};
+
 // A message id from the core's rule, with randomness the calling tab drew itself.
 std::string message_id_for(double now, double a_high, double a_low, double b_high, double b_low) {
   FixedDraws draws(join_u32(a_high, a_low), join_u32(b_high, b_low));
@@ -261,6 +329,14 @@ std::string message_id_for(double now, double a_high, double a_low, double b_hig
 }
 
 bool valid_conv(std::string conv) { return is_valid_conv(conv); }
+// The core's sentence for a bad name, "" when it is valid.
+std::string conv_problem(std::string name) { return conv_name_problem(name).value_or(""); }
+std::string user_problem(std::string name) { return user_name_problem(name).value_or(""); }
+std::string identity_key(std::string token) { return local_identity_key(token); }
+bool state_passed(std::string state, std::string step) {
+  auto s = row_state_from_string(state), t = row_state_from_string(step);
+  return s && t && row_state_passed(*s, *t);
+}
 
 }  // namespace waymark
 
@@ -273,6 +349,10 @@ EMSCRIPTEN_BINDINGS(waymark) {
       .function("close", &WasmSession::close)
       .function("connectNow", &WasmSession::connect_now)
       .function("setToken", &WasmSession::set_token)
+      .function("wake", &WasmSession::wake)
+      .function("setTokenRefresh", &WasmSession::set_token_refresh)
+      .function("tokenFetched", &WasmSession::token_fetched)
+      .function("tokenFetchFailed", &WasmSession::token_fetch_failed)
       .function("onOpen", &WasmSession::on_open)
       .function("onFrame", &WasmSession::on_frame)
       .function("onClose", &WasmSession::on_close)
@@ -285,6 +365,7 @@ EMSCRIPTEN_BINDINGS(waymark) {
       .function("setTyping", &WasmSession::set_typing)
       .function("requestHistory", &WasmSession::request_history)
       .function("retry", &WasmSession::retry)
+      .function("requeue", &WasmSession::requeue)
       .function("takeIo", &WasmSession::take_io)
       .function("takeEvents", &WasmSession::take_events)
       .function("nextDeadline", &WasmSession::next_deadline)
@@ -298,4 +379,18 @@ EMSCRIPTEN_BINDINGS(waymark) {
       .function("outboxSize", &WasmSession::outbox_size);
   function("messageIdFor", &waymark::message_id_for);
   function("isValidConv", &waymark::valid_conv);
+  function("convProblem", &waymark::conv_problem);
+  function("userProblem", &waymark::user_problem);
+  function("localIdentityKey", &waymark::identity_key);
+  function("rowStatePassed", &waymark::state_passed);
+  using waymark::WasmRowList;
+  class_<WasmRowList>("RowList")
+      .constructor<std::string>()
+      .function("applyRow", &WasmRowList::apply_row)
+      .function("applyMessage", &WasmRowList::apply_message)
+      .function("addHistory", &WasmRowList::add_history)
+      .function("restore", &WasmRowList::restore)
+      .function("replace", &WasmRowList::replace)
+      .function("rows", &WasmRowList::rows)
+      .function("row", &WasmRowList::row);
 }

@@ -53,6 +53,8 @@ export interface Row {
   trace: string | null;
   /** The edge's receive time, once the message itself arrived. */
   ts?: number;
+  /** The sender's send time, once the message itself arrived. */
+  cts?: number;
   /** Sent by this user (from any of its tabs or devices). */
   own: boolean;
   /** Why it failed, or the last retryable refusal while still queued. */
@@ -83,8 +85,15 @@ export interface ConnectionEvent {
    * Why offline: "closed", "dead", "bye:shutdown", "closed by app", ..., or one starting with
    * "unauthorized" when the edge refused the token: "unauthorized: token expired",
    * "unauthorized: token: <check that failed>", "unauthorized: getToken failed: <error>".
+   * For display: to act on a refused token, read `needsToken`.
    */
   reason: string;
+  /**
+   * Offline because the edge refused the token (err unauthorized, bye token_expired, close
+   * 4001): no reconnect with it happens by itself. With getToken a new one is being asked
+   * for (`nextRetryAt`: when next); without it, sign in again.
+   */
+  needsToken?: true;
 }
 
 export interface ClientEvents {
@@ -126,11 +135,15 @@ export interface WaymarkClient {
   /** Marks everything up to seq as read (sent now, or on the next connection). */
   markRead(conv: string, seq: number): void;
   setTyping(conv: string, on: boolean): void;
-  /** A page of stored messages below `before` (or above `after`; neither: the newest). Rejects offline. */
+  /**
+   * A page of stored messages below `before` (or above `after`; neither: the newest). Rejects
+   * offline. The page's messages also join this tab's rows(conv) (an own one as sequenced,
+   * someone else's as delivered, unless its row already says more), each told as a 'row' event.
+   */
   history(conv: string, options?: { before?: number; after?: number; limit?: number }): Promise<HistoryPage>;
   /** Listens; returns the function that stops listening. */
   on<K extends keyof ClientEvents>(type: K, callback: (event: ClientEvents[K]) => void): () => void;
-  /** The conversation's rows, one per id: by seq, then those without one in send order. */
+  /** The conversation's rows, one per id (the core's RowList): by seq, then those without one in send order. */
   rows(conv: string): Row[];
   /** Puts a failed row back in the outbox. */
   retry(conv: string, id: string): void;
@@ -146,3 +159,10 @@ export interface WaymarkClient {
 }
 
 export function connect(options?: ConnectOptions): Promise<WaymarkClient>;
+
+/** What is wrong with a conversation name, as a sentence for a person; null when valid (the core's rule). */
+export function convProblem(name: string): string | null;
+/** What is wrong with a user name (dev:<name>, a JWT's sub), as a sentence; null when valid (the core's rule). */
+export function userProblem(name: string): string | null;
+/** Whether a row in `state` has gone through `step` (read has passed sequenced; failed only queued). */
+export function rowStatePassed(state: RowState, step: RowState): boolean;

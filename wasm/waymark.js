@@ -17,14 +17,10 @@ const FALLBACK_ELECTION_MS = 300;
 const FALLBACK_HEARTBEAT_MS = 1000;
 // Forwarded calls remembered by the leader, so a call re-posted after a hand-over runs once.
 const SERVED_CALLS_KEPT = 1000;
+// Core events only the leader tab acts on: answers to its own requests, persistence, tokens.
+const LEADER_ONLY_EVENTS = new Set(['history', 'state', 'token']);
 // A history() forwarded to a leader tab that never answers (none is up) fails after this.
 const FORWARDED_HISTORY_TIMEOUT_MS = 15000;
-// After the edge refuses the token, getToken is asked at once; if that fails (it throws, returns
-// nothing or the refused token, or the edge refuses the new one too), it is asked again after
-// a delay drawn from [ceiling/2, ceiling], ceiling = min(cap, base * 2^(n-1)) for the n-th
-// retry since the last time the session was online: never a tight loop, never in lockstep.
-const TOKEN_RETRY_BASE_MS = 1000;
-const TOKEN_RETRY_CAP_MS = 60000;
 
 // A tab's roles and the moves between them: the only place they are listed. _become() is the
 // only place a role changes; reading this._role elsewhere is fine.
@@ -43,10 +39,23 @@ const ROLE_MOVES = {
 // What client.role says of each (an app sees only whether this tab owns the session).
 const PUBLIC_ROLE = { starting: 'follower', follower: 'follower', leading: 'follower', leader: 'leader', closed: 'closed' };
 
-let corePromise = null;
-function loadCore() {
-  if (!corePromise) corePromise = createWaymarkCore();
-  return corePromise;
+// The core, loaded with this module: the rules below are its functions, usable at once.
+const core = await createWaymarkCore();
+
+// What is wrong with a conversation name, as a sentence for a person; null when it is valid.
+export function convProblem(name) {
+  return core.convProblem(String(name ?? '')) || null;
+}
+
+// What is wrong with a user name (the user of a dev:<name> token, a JWT's sub); null when valid.
+export function userProblem(name) {
+  return core.userProblem(String(name ?? '')) || null;
+}
+
+// Whether a row in `state` has gone through `step` on its way (queued ... read; failed has
+// passed only queued): the core's state order, for lifecycle views.
+export function rowStatePassed(state, step) {
+  return core.rowStatePassed(String(state), String(step));
 }
 
 function randomU32s(count) {
@@ -62,30 +71,9 @@ function randomHex(bytes) {
     .slice(0, bytes * 2);
 }
 
-function tokenRetryDelay(attempt) {
-  const ceiling = Math.min(TOKEN_RETRY_CAP_MS, TOKEN_RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 16));
-  return Math.round(ceiling / 2 + (randomU32s(1)[0] / 2 ** 32) * (ceiling / 2));
-}
-
 function defaultUrl() {
   const secure = globalThis.location?.protocol === 'https:';
   return `${secure ? 'wss' : 'ws'}://${globalThis.location?.host ?? '127.0.0.1'}/ws`;
-}
-
-// The key a user's local data lives under, known before any welcome (offline after a reload).
-// A JWT rotates (getToken) while its user stays, so it is keyed by tenant and subject; any
-// other token (dev:<user>) is its own key.
-function identityOf(token) {
-  const parts = token.split('.');
-  if (parts.length === 3) {
-    try {
-      const payload = JSON.parse(atob(parts[1].replace(/-/g, '+').replace(/_/g, '/')));
-      if (typeof payload.sub === 'string') return `jwt:${payload.tnt ?? ''}/${payload.sub}`;
-    } catch {
-      // not a JWT after all
-    }
-  }
-  return token;
 }
 
 function errorFrom(error) {
@@ -94,8 +82,38 @@ function errorFrom(error) {
   return failure;
 }
 
-function copyRow(row) {
-  return { ...row, times: { ...row.times } };
+// One conversation's rows: the core's RowList (keyed by id, states only forward, ordered by
+// seq and then by appearance), held in every tab, the leader's and the followers' alike.
+class ConversationRows {
+  constructor(conv) {
+    this.list = new core.RowList(conv);
+  }
+
+  // Each returns the row afterwards (a fresh object), or null when the input was refused.
+  applyEvent(event) {
+    const text = event.type === 'message'
+      ? this.list.applyMessage(JSON.stringify(event.msg), Boolean(event.own))
+      : this.list.applyRow(JSON.stringify(event));
+    return text ? JSON.parse(text) : null;
+  }
+
+  addHistory(msg, user) {
+    const text = this.list.addHistory(JSON.stringify(msg), user);
+    return text ? JSON.parse(text) : null;
+  }
+
+  restore(row) { return this.list.restore(JSON.stringify(row)); }
+
+  replace(row) { return this.list.replace(JSON.stringify(row)); }
+
+  get(id) {
+    const text = this.list.row(id);
+    return text ? JSON.parse(text) : null;
+  }
+
+  all() { return JSON.parse(this.list.rows()); }
+
+  delete() { this.list.delete(); }
 }
 
 // ---- IndexedDB, promisified ----------------------------------------------------------------
@@ -151,7 +169,7 @@ class WaymarkClient {
     this._getToken = options.getToken ?? null;
     this._tab = randomHex(8);
     this._listeners = new Map();    // event name -> Set of callbacks
-    this._rows = new Map();         // conv -> Map(id -> row), insertion order = send order
+    this._rows = new Map();         // conv -> ConversationRows
     this._status = { connection: 'offline', user: '', present: {}, unread: {} };
     this._role = 'starting';        // see ROLE_MOVES; changed by _become() only
     this._pending = new Map();      // callId -> {method, args, resolve, reject}: forwarded, unanswered
@@ -170,11 +188,6 @@ class WaymarkClient {
     this._tracked = new Set();      // convs whose presence/unread followers mirror (leader)
     this._lockAbort = null;
     this._releaseLock = null;
-    this._refreshingToken = false;  // a getToken() call is in flight (leader)
-    this._tokenTimer = null;        // the next getToken() after a failed refresh (leader)
-    this._tokenRetryAt = null;      // when that timer fires
-    this._tokenAttempts = 0;        // refreshes since the session was last online
-    this._unauthorized = false;     // the edge refused the token in use; no new one yet
     this._onWindowEvent = this._onWindowEvent.bind(this);
   }
 
@@ -183,14 +196,14 @@ class WaymarkClient {
   async _init() {
     if (!this._token && this._getToken) this._token = await this._getToken();
     if (!this._token) throw new Error('connect: a token (or getToken) is required');
-    this._scope = `${this.url}|${identityOf(this._token)}`;
-    this._core = await loadCore();
+    // A JWT rotates (getToken) while its user stays: the core keys it by tenant and subject.
+    this._scope = `${this.url}|${core.localIdentityKey(this._token)}`;
     this._db = await openDatabase();
     const stored = await loadScope(this._db, this._scope);
     this._status.user = stored.record?.user ?? '';
     for (const entry of stored.rows) {
       const rows = this._convRows(entry.conv);
-      for (const row of entry.rows) rows.set(row.id, row);
+      for (const row of entry.rows) rows.restore(row);
     }
     this._channel = globalThis.BroadcastChannel ? new BroadcastChannel(`waymark:${this._scope}`) : null;
     if (this._channel) this._channel.onmessage = (event) => this._onChannel(event.data);
@@ -277,19 +290,20 @@ class WaymarkClient {
     if (this._role !== 'leading') return;  // closed meanwhile
     for (const entry of stored.rows) {
       const rows = this._convRows(entry.conv);
-      for (const row of entry.rows) if (!rows.has(row.id)) rows.set(row.id, row);
+      for (const row of entry.rows) rows.restore(row);  // what this tab saw is newer
     }
     if (stored.record?.user) this._status.user = this._status.user || stored.record.user;
     const [seedHigh, seedLow] = randomU32s(2);
-    this._session = new this._core.WasmSession(this._token, this._device, seedHigh, seedLow);
+    this._session = new core.WasmSession(this._token, this._device, seedHigh, seedLow);
+    // With getToken, a refused token makes the core ask for a new one (a 'token' event).
+    this._session.setTokenRefresh(Boolean(this._getToken));
     const now = Date.now();
     const saved = stored.record?.state ?? null;
-    const state = this._withOrphans(saved);
-    if (state) {
-      let problem = this._session.importState(state, now);
-      if (problem && state !== saved && saved) problem = this._session.importState(saved, now);
+    if (saved) {
+      const problem = this._session.importState(saved, now);
       if (problem) console.warn('waymark: stored state dropped:', problem);
     }
+    this._requeueOrphans(now);
     this._become('leader');
     this._leaderTab = this._tab;
     for (const [conv, after] of this._subs) this._session.subscribe(conv, after ?? -1, now);
@@ -311,28 +325,15 @@ class WaymarkClient {
   }
 
   // Own queued rows this tab saw announced whose outbox entry the stored state lacks (the old
-  // leader closed before its write landed) go back into the outbox, in the core's export_state
-  // format, under the same id: the edge stores an id once, so at worst it is acked as a dup.
-  _withOrphans(state) {
-    const orphans = [];
-    let parsed = null;
-    try {
-      parsed = state ? JSON.parse(state) : null;
-    } catch {
-      parsed = null;
-    }
-    const known = new Set((parsed?.outbox ?? []).map((entry) => `${entry.conv}\n${entry.id}`));
+  // leader closed before its write landed) go back into the outbox under the same id, body,
+  // cts and trace: the edge stores an id once, so at worst it is acked as a dup.
+  _requeueOrphans(now) {
     for (const [conv, rows] of this._rows) {
-      for (const row of rows.values()) {
+      for (const row of rows.all()) {
         if (!row.own || row.state !== 'queued' || row.seq != null || !row.trace) continue;
-        if (known.has(`${conv}\n${row.id}`)) continue;
-        orphans.push({ conv, id: row.id, body: row.body ?? null, cts: row.times.queued ?? Date.now(), trace: row.trace, failed: false });
+        this._session.requeue(conv, row.id, JSON.stringify(row.body ?? null), row.times.queued ?? now, row.trace, now);
       }
     }
-    if (!orphans.length) return state;
-    const merged = parsed && typeof parsed === 'object' ? parsed : { v: 1, convs: {} };
-    merged.outbox = [...(merged.outbox ?? []), ...orphans];
-    return JSON.stringify(merged);
   }
 
   // ---- the leader: driving the core ----
@@ -345,7 +346,7 @@ class WaymarkClient {
       const changed = this._apply(events);
       for (const conv of changed) this._dirtyConvs.add(conv);
       if (changed.size || events.some((event) => event.type === 'state')) this._schedulePersist();
-      const shared = events.filter((event) => event.type !== 'history' && event.type !== 'state');
+      const shared = events.filter((event) => !LEADER_ONLY_EVENTS.has(event.type));
       if (shared.length) this._post({ type: 'events', events: shared, status: this._statusFor(shared) });
     }
     this._armTimer();
@@ -438,122 +439,69 @@ class WaymarkClient {
     this._reconnectNow();
   }
 
-  // The network is back, the tab is visible, or the app said connectNow(). After the edge
-  // refused the token, reconnecting with it would only be refused again: with getToken a new
-  // one is asked for now (skipping the wait: a fetch that failed offline may work now);
-  // without it, only the app's explicit connectNow() tries the same token again.
+  // The network is back or the tab is visible (explicit: the app said connectNow()). The core
+  // decides what that means: skip the reconnect wait, or after a refused token ask for a new
+  // one now (with getToken) or, without getToken, try the same token only when explicit.
   _reconnectNow(explicit = false) {
     if (!this._session) return;
-    if (this._unauthorized && this._getToken) {
-      if (this._refreshingToken) return;
-      clearTimeout(this._tokenTimer);
-      this._tokenTimer = null;
-      this._tokenRetryAt = null;
-      this._refreshToken();
-      return;
-    }
-    if (this._unauthorized && !explicit) return;
-    this._session.connectNow(Date.now());
+    if (explicit) this._session.connectNow(Date.now());
+    else this._session.wake(Date.now());
     this._pump();
   }
 
-  // The core stopped because the edge refused the token (err unauthorized, bye token_expired,
-  // close 4001). Returns when getToken will be asked, if that is later than now.
-  _onUnauthorized() {
-    this._unauthorized = true;
-    if (!this._getToken) return null;  // a fixed token: stay offline, the app decides
-    if (this._refreshingToken || this._tokenTimer) return this._tokenRetryAt;
-    const attempt = this._tokenAttempts++;
-    if (attempt === 0) {
-      this._refreshToken();
-      return null;
-    }
-    return this._retryTokenLater(attempt);
-  }
-
-  _retryTokenLater(attempt) {
-    const delay = tokenRetryDelay(attempt);
-    this._tokenRetryAt = Date.now() + delay;
-    this._tokenTimer = setTimeout(() => {
-      this._tokenTimer = null;
-      this._tokenRetryAt = null;
-      this._refreshToken();
-    }, delay);
-    return this._tokenRetryAt;
-  }
-
-  // Asks getToken for a new token; a good one goes into the next hello, and the session
-  // reconnects with it at once. A failure is retried later (see TOKEN_RETRY_BASE_MS).
-  _refreshToken() {
-    if (!this._getToken || this._refreshingToken || !this._session) return;
+  // The core wants a new token (a 'token' event: the edge refused the one in use, or the wait
+  // after a failed refresh is over): getToken's answer goes back to it. A good token reconnects
+  // at once; anything else is retried on the core's schedule (its token backoff).
+  _fetchToken() {
     const session = this._session;
-    const refused = this._token;
-    this._refreshingToken = true;
+    if (!session || !this._getToken) return;
     Promise.resolve()
       .then(() => this._getToken())
       .then((token) => {
-        if (typeof token !== 'string' || !token) throw new Error('getToken returned no token');
-        if (token === refused) throw new Error('getToken returned the token the edge refused');
-        return token;
+        if (this._session !== session) return;  // closed or stepped down meanwhile
+        const text = typeof token === 'string' ? token : '';
+        if (!session.tokenFetched(text, Date.now())) {
+          throw new Error(text ? 'getToken returned the token the edge refused' : 'getToken returned no token');
+        }
+        this._token = text;
+        this._pump();
       })
-      .then(
-        (token) => {
-          this._refreshingToken = false;
-          if (this._session !== session) return;  // closed or stepped down meanwhile
-          this._token = token;
-          this._unauthorized = false;
-          session.setToken(token);
-          session.connectNow(Date.now());
-          this._pump();
-        },
-        (error) => {
-          this._refreshingToken = false;
-          if (this._session !== session) return;
-          console.warn('waymark: getToken failed:', error);
-          const nextRetryAt = this._retryTokenLater(this._tokenAttempts++);
-          const message = error?.message ?? String(error);
-          this._announce({ type: 'connection', state: 'offline', reason: `unauthorized: getToken failed: ${message}`, nextRetryAt });
-        },
-      );
-  }
-
-  // An event of the SDK's own, told to this tab's listeners and to the followers like the
-  // core's events are.
-  _announce(event) {
-    this._apply([event]);
-    this._post({ type: 'events', events: [event], status: this._statusFor([event]) });
+      .catch((error) => {
+        if (this._session !== session) return;
+        console.warn('waymark: getToken failed:', error);
+        session.tokenFetchFailed(Date.now(), `getToken failed: ${error?.message ?? String(error)}`);
+        this._pump();
+      });
   }
 
   // ---- events: the leader's from the core, a follower's from the leader ----
 
   // Applies core events to the rows and tells listeners; returns the conversations whose rows
-  // changed. Rows are a Map keyed by id, nothing more: order and states are the core's.
+  // changed. The rows, their states and their order are the core's RowList's.
   _apply(events) {
-    const changedRows = new Set();
+    const changedRows = new Map();  // "conv\nid" -> the row after the last event about it
+    const applyToRows = (conv, event) => {
+      const row = this._convRows(conv).applyEvent(event);
+      if (row) changedRows.set(`${conv}\n${row.id}`, row);
+    };
     for (const event of events) {
       switch (event.type) {
         case 'row':
-          changedRows.add(this._upsertRow(event));
+          applyToRows(event.conv, event);
           break;
         case 'message': {
-          changedRows.add(this._upsertMessage(event));
+          applyToRows(event.msg.conv, event);
           this._emit('message', { ...event.msg, own: event.own });
           break;
         }
-        case 'connection':
+        case 'connection': {
           this._status.connection = event.state;
           if (this._session) this._status.user = this._session.user() || this._status.user;
-          if (this._session && event.state === 'online') {
-            this._tokenAttempts = 0;
-            this._unauthorized = false;
-          }
-          if (this._session && event.state === 'offline' && event.reason.startsWith('unauthorized')) {
-            // Followers get this same object: they see when the next getToken() is due.
-            const retryAt = this._onUnauthorized();
-            if (retryAt != null && event.nextRetryAt == null) event.nextRetryAt = retryAt;
-          }
-          this._emit('connection', { state: event.state, nextRetryAt: event.nextRetryAt, reason: event.reason });
+          const connection = { state: event.state, nextRetryAt: event.nextRetryAt, reason: event.reason };
+          if (event.needsToken) connection.needsToken = true;
+          this._emit('connection', connection);
           break;
+        }
         case 'presence':
           this._tracked.add(event.conv);
           this._emit('presence', { conv: event.conv, user: event.user, on: event.on });
@@ -572,6 +520,9 @@ class WaymarkClient {
         case 'cursor':
           this._emit('cursor', { conv: event.conv, seq: event.seq });
           break;
+        case 'token':
+          if (this._session) this._fetchToken();
+          break;
         case 'history': {
           const waiter = this._historyWaiters.get(event.rid);
           if (!waiter) break;
@@ -588,60 +539,26 @@ class WaymarkClient {
       }
     }
     const convs = new Set();
-    for (const row of changedRows) {
+    for (const row of changedRows.values()) {
       convs.add(row.conv);
-      this._emit('row', copyRow(row));
+      if (row.state !== undefined) this._emit('row', this._shown(row));
     }
     return convs;
+  }
+
+  // A row as apps get it: an own row names this user as its sender before its msg arrives.
+  _shown(row) {
+    if (row.own && !row.from) row.from = this.user;
+    return row;
   }
 
   _convRows(conv) {
     let rows = this._rows.get(conv);
     if (!rows) {
-      rows = new Map();
+      rows = new ConversationRows(conv);
       this._rows.set(conv, rows);
     }
     return rows;
-  }
-
-  _newRow(conv, id, own) {
-    return { conv, id, from: own ? this.user : '', body: null, state: undefined, times: {}, trace: null, own };
-  }
-
-  _upsertRow(event) {
-    const rows = this._convRows(event.conv);
-    let row = rows.get(event.id);
-    if (!row) {
-      row = this._newRow(event.conv, event.id, event.own);
-      rows.set(event.id, row);
-    }
-    row.state = event.state;
-    row.own = event.own;
-    if (row.own && !row.from) row.from = this.user;
-    if (event.seq != null) row.seq = event.seq;
-    if ('body' in event) row.body = event.body;
-    if (event.trace) row.trace = event.trace;
-    if (event.error) row.error = event.error;
-    else delete row.error;
-    if (event.at != null && row.times[event.state] == null) row.times[event.state] = event.at;
-    return row;
-  }
-
-  _upsertMessage(event) {
-    const msg = event.msg;
-    const rows = this._convRows(msg.conv);
-    let row = rows.get(msg.id);
-    if (!row) {
-      row = this._newRow(msg.conv, msg.id, event.own);
-      rows.set(msg.id, row);
-    }
-    if (msg.seq != null) row.seq = msg.seq;
-    row.from = msg.from;
-    row.body = msg.body;
-    row.ts = msg.ts;
-    if (msg.trace) row.trace = msg.trace;
-    row.own = event.own;
-    return row;
   }
 
   // What followers mirror of the leader's queries after these events.
@@ -656,7 +573,7 @@ class WaymarkClient {
 
   _snapshot() {
     const rows = {};
-    for (const [conv, map] of this._rows) rows[conv] = [...map.values()];
+    for (const [conv, list] of this._rows) rows[conv] = list.all();
     const status = { connection: this._status.connection, user: this.user, present: {}, unread: {} };
     for (const conv of new Set([...this._tracked, ...this._subs.keys()])) {
       status.present[conv] = this.present(conv);
@@ -894,13 +811,8 @@ class WaymarkClient {
     const connection = this._status.connection;
     this._mirror(snapshot.status);
     for (const [conv, rows] of Object.entries(snapshot.rows)) {
-      const map = this._convRows(conv);
-      for (const row of rows) {
-        const before = map.get(row.id);
-        if (before && JSON.stringify(before) === JSON.stringify(row)) continue;
-        map.set(row.id, row);
-        this._emit('row', copyRow(row));
-      }
+      const list = this._convRows(conv);
+      for (const row of rows) if (list.replace(row)) this._emit('row', this._shown(list.get(row.id)));
     }
     if (this._status.connection !== connection) this._emit('connection', { state: this._status.connection, reason: 'leader tab' });
     this._settleReady?.();
@@ -916,11 +828,6 @@ class WaymarkClient {
   _stopSession() {
     clearTimeout(this._timer);
     this._timer = null;
-    clearTimeout(this._tokenTimer);
-    this._tokenTimer = null;
-    this._tokenRetryAt = null;
-    this._tokenAttempts = 0;
-    this._unauthorized = false;
     for (const socket of this._sockets.values()) this._dropSocket(socket);
     this._sockets.clear();
     for (const waiter of this._historyWaiters.values()) waiter.reject(errorFrom({ code: 'unavailable', msg: 'closed' }));
@@ -963,13 +870,12 @@ class WaymarkClient {
     // Another tab owns the session: pick the id's randomness here so the id is known at once.
     const now = Date.now();
     const draws = randomU32s(4);
-    const id = this._core.messageIdFor(now, ...draws);
+    const id = core.messageIdFor(now, ...draws);
     const rows = this._convRows(conv);
-    if (!rows.has(id)) {
-      const row = this._newRow(conv, id, true);
-      Object.assign(row, { state: 'queued', body: body === undefined ? null : body, times: { queued: now } });
-      rows.set(id, row);
-      this._emit('row', copyRow(row));
+    if (!rows.get(id)) {
+      // Shown at once, as the leader's core will queue it (its row event then adds the trace).
+      const row = rows.applyEvent({ type: 'row', conv, id, state: 'queued', own: true, at: now, body: body === undefined ? null : body });
+      if (row) this._emit('row', this._shown(row));
     }
     this._forward('send', { conv, body, now, id }).catch((error) => console.warn('waymark: send:', error));
     return id;
@@ -997,8 +903,28 @@ class WaymarkClient {
     const args = { conv, before, after, limit };
     if (this._role === 'closed') return Promise.reject(new Error('waymark: client is closed'));
     // The core times out its own request; a forwarded one needs a bound of its own.
-    if (this._role === 'leader') return this._execute('history', args);
-    return this._forward('history', args, FORWARDED_HISTORY_TIMEOUT_MS);
+    const page = this._role === 'leader'
+      ? this._execute('history', args)
+      : this._forward('history', args, FORWARDED_HISTORY_TIMEOUT_MS);
+    return page.then((result) => {
+      this._addHistory(conv, result.msgs);
+      return result;
+    });
+  }
+
+  // A history page's messages join this tab's rows (own: sequenced, others': delivered, unless
+  // the row already says more); each added or filled row is told as a 'row' event.
+  _addHistory(conv, msgs) {
+    if (this._role === 'closed' || !msgs?.length) return;
+    const rows = this._convRows(conv);
+    for (const msg of msgs) {
+      const row = rows.addHistory(msg, this.user);
+      if (row) this._emit('row', this._shown(row));
+    }
+    if (this._role === 'leader') {
+      this._dirtyConvs.add(conv);
+      this._schedulePersist();
+    }
   }
 
   retry(conv, id) {
@@ -1023,12 +949,11 @@ class WaymarkClient {
     return () => listeners.delete(callback);
   }
 
-  // The conversation's rows: by the seq the core gave, then those without one in send order.
+  // The conversation's rows, as the core's RowList orders them: by seq, then those without one
+  // in the order they appeared (send order). Fresh objects on every call.
   rows(conv) {
-    const rows = [...(this._rows.get(conv)?.values() ?? [])].filter((row) => row.state !== undefined);
-    const sequenced = rows.filter((row) => row.seq != null).sort((a, b) => a.seq - b.seq);
-    const rest = rows.filter((row) => row.seq == null);
-    return [...sequenced, ...rest].map(copyRow);
+    const rows = this._rows.get(conv);
+    return rows ? rows.all().map((row) => this._shown(row)) : [];
   }
 
   connectionState() {
@@ -1066,6 +991,8 @@ class WaymarkClient {
     globalThis.document?.removeEventListener('visibilitychange', this._onWindowEvent);
     this._channel?.close();
     this._db?.close();
+    for (const rows of this._rows.values()) rows.delete();
+    this._rows.clear();
   }
 }
 

@@ -61,7 +61,11 @@ test('send: a queued row with body and trace, the same id on the wire, state to 
   assert.deepEqual({ ...row, trace: undefined }, { type: 'row', conv: 'ops', id, state: 'queued', own: true, body: { text: 'hi' }, at: 5000, trace: undefined });
   assert.equal(row.trace, frame.trace);
   assert.equal(state.type, 'state');
-  assert.equal(session.send('ops', 'not json', 5001), '');
+  // A body that is not JSON gets an id and a row failed at once (the core checks the text).
+  const bad = session.send('ops', 'not json', 5001);
+  const refused = events(session).filter((e) => e.type === 'row');
+  assert.deepEqual(refused.map((e) => [e.id, e.state, e.error?.code]), [[bad, 'failed', 'invalid']]);
+  assert.deepEqual(io(session), []);
   // The ack makes it sequenced; the msg reaches the app once.
   session.onFrame(1, JSON.stringify({ t: 'ack', conv: 'ops', id, seq: 7, ts: 5002 }), 5003);
   assert.deepEqual(events(session).filter((e) => e.type === 'row').map((e) => [e.state, e.seq]), [['sequenced', 7]]);
@@ -148,7 +152,7 @@ test('bye token_expired and a close with 4001 stop the session until setToken an
   session.onFrame(conn, JSON.stringify({ t: 'bye', reason: 'token_expired', retry_ms: [0, 1000] }), 3000);
   assert.deepEqual(io(session), [{ type: 'close', conn, code: 1000 }]);
   const [offline, ...rest] = events(session).filter((e) => e.type === 'connection');
-  assert.deepEqual(offline, { type: 'connection', state: 'offline', reason: 'unauthorized: token expired' });
+  assert.deepEqual(offline, { type: 'connection', state: 'offline', reason: 'unauthorized: token expired', needsToken: true });
   assert.equal(rest.length, 0);
   assert.equal(session.nextDeadline(), -1);
 
@@ -171,4 +175,87 @@ test('bye token_expired and a close with 4001 stop the session until setToken an
   assert.equal(lost.reason, 'closed');
   assert.ok(lost.nextRetryAt >= 5001);
   session.delete();
+});
+
+test('RowList: the session\'s row and message events, history, and the order, without a session', () => {
+  const session = new core.WasmSession('dev:alice', '', 21, 22);
+  const { conn } = online(session);
+  session.subscribe('ops', 0, 1100);
+  session.onFrame(conn, JSON.stringify({ t: 'subd', conv: 'ops', head: 0, read: 0, present: [], more: false }), 1101);
+  events(session);
+  io(session);
+  const list = new core.RowList('ops');
+  const apply = (event) => JSON.parse((event.type === 'message'
+    ? list.applyMessage(JSON.stringify(event.msg), event.own)
+    : list.applyRow(JSON.stringify(event))) || 'null');
+  const queued = session.send('ops', JSON.stringify({ text: 'mine' }), 1200);
+  for (const event of events(session)) if (event.type === 'row') apply(event);
+  session.onFrame(conn, JSON.stringify({ t: 'msg', conv: 'ops', seq: 1, id: 'B1', from: 'bob', ts: 1300, body: { text: 'hers', n: 1.5 } }), 1301);
+  for (const event of events(session)) if (event.type === 'row' || event.type === 'message') apply(event);
+  const rows = JSON.parse(list.rows());
+  assert.deepEqual(rows.map((row) => [row.id, row.seq, row.state, row.own, row.from]), [['B1', 1, 'delivered', false, 'bob'], [queued, undefined, 'queued', true, '']]);
+  assert.deepEqual(rows[0].body, { text: 'hers', n: 1.5 });
+  assert.equal(rows[0].ts, 1300);
+  // A backward state is ignored; history adds an own message as sequenced.
+  assert.equal(apply({ type: 'row', conv: 'ops', id: 'B1', state: 'queued', own: false }).state, 'delivered');
+  const old = JSON.parse(list.addHistory(JSON.stringify({ t: 'msg', conv: 'ops', seq: 0 + 1, id: 'B1', from: 'bob', ts: 1, body: null }), 'alice'));
+  assert.equal(old.state, 'delivered');
+  const mine = JSON.parse(list.addHistory(JSON.stringify({ t: 'msg', conv: 'ops', seq: 2, id: 'A0', from: 'alice', ts: 2, body: 1 }), 'alice'));
+  assert.deepEqual([mine.state, mine.own], ['sequenced', true]);
+  assert.equal(list.addHistory('{"t":"msg","conv":"other","seq":3,"id":"x","from":"a","ts":1,"body":1}', 'alice'), '');
+  assert.deepEqual(JSON.parse(list.rows()).map((row) => row.id), ['B1', 'A0', queued]);
+  // Rows kept elsewhere: restore adds only new ones, replace overwrites.
+  assert.equal(list.restore(list.row('A0')), false);
+  assert.equal(list.replace(JSON.stringify({ ...JSON.parse(list.row('A0')), state: 'read' })), true);
+  assert.equal(JSON.parse(list.row('A0')).state, 'read');
+  assert.equal(list.row('nowhere'), '');
+  list.delete();
+  session.delete();
+});
+
+test('token refresh: the core asks for a token, at once and then on its backoff; wake and requeue', () => {
+  const session = new core.WasmSession('dev:alice', '', 23, 24);
+  session.setTokenRefresh(true);
+  const { conn } = online(session);
+  events(session);
+  session.onFrame(conn, JSON.stringify({ t: 'bye', reason: 'token_expired', retry_ms: [0, 0] }), 3000);
+  assert.deepEqual(io(session), [{ type: 'close', conn, code: 1000 }]);
+  const stopped = events(session);
+  assert.deepEqual(stopped.map((e) => e.type), ['connection', 'token']);
+  assert.equal(stopped[0].needsToken, true);
+  assert.equal(session.tokenFetched('dev:alice', 3001), false, 'the refused token is no answer');
+  session.tokenFetchFailed(3002, 'getToken failed: nope');
+  const [waiting] = events(session);
+  assert.equal(waiting.reason, 'unauthorized: getToken failed: nope');
+  assert.ok(waiting.nextRetryAt >= 3002 + 500 && waiting.nextRetryAt <= 3002 + 1000, String(waiting.nextRetryAt));
+  assert.equal(session.nextDeadline(), waiting.nextRetryAt);
+  session.wake(3003);  // the browser came online: ask now instead
+  assert.deepEqual(events(session).map((e) => e.type), ['token']);
+  assert.equal(session.tokenFetched('dev:alice-2', 3004), true);
+  const [open] = io(session);
+  assert.equal(open.type, 'open');
+  session.onOpen(open.conn, 3005);
+  assert.equal(JSON.parse(io(session)[0].text).token, 'dev:alice-2');
+  session.onFrame(open.conn, WELCOME, 3006);
+  events(session);
+  // An own row another tab announced, missing from the outbox, goes back with its id and trace.
+  const trace = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  assert.equal(session.requeue('ops', '01JD0000000000000000000000', '{"text":"orphan"}', 2500, trace, 3007), true);
+  assert.equal(session.requeue('ops', '01JD0000000000000000000000', '{"text":"orphan"}', 2500, trace, 3008), false);
+  const [send] = io(session).map((a) => JSON.parse(a.text));
+  assert.deepEqual(send, { t: 'send', conv: 'ops', id: '01JD0000000000000000000000', cts: 2500, trace, body: { text: 'orphan' } });
+  session.delete();
+});
+
+test('the core\'s name rules, identity key and state order', () => {
+  assert.equal(core.convProblem('ops'), '');
+  assert.equal(core.convProblem('a b'), 'Use only letters, digits and . _ : -');
+  assert.equal(core.userProblem(''), 'Enter a user name.');
+  assert.equal(core.userProblem('bob@example.com'), '');
+  assert.equal(core.localIdentityKey('dev:alice'), 'dev:alice');
+  const payload = Buffer.from(JSON.stringify({ sub: 'alice', tnt: 'acme' })).toString('base64url');
+  assert.equal(core.localIdentityKey(`e30.${payload}.sig`), 'jwt:acme/alice');
+  assert.equal(core.rowStatePassed('read', 'stored'), true);
+  assert.equal(core.rowStatePassed('failed', 'sequenced'), false);
+  assert.equal(core.rowStatePassed('nonsense', 'queued'), false);
 });
