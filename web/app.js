@@ -5,7 +5,7 @@ import { ConnectionBanner } from './connection-banner.js';
 import { ICONS } from './icons.js';
 import { LifecyclePanel } from './lifecycle-panel.js';
 import { MessageList } from './message-list.js';
-import { convNameProblem, typingSentence, userNameProblem } from './names.js';
+import { typingSentence } from './names.js';
 import { Timeline } from './timeline.js';
 import { TypingBoard, TypingSender } from './typing.js';
 
@@ -41,10 +41,11 @@ function deviceId() {
   return id;
 }
 
-function savedConvs(user) {
+// The conversation and user name rules are the core's: the SDK's convProblem / userProblem.
+function savedConvs(user, sdk) {
   try {
     const list = JSON.parse(localStorage.getItem(convsKey(user)) ?? '[]');
-    const valid = Array.isArray(list) ? list.filter((c) => typeof c === 'string' && !convNameProblem(c)) : [];
+    const valid = Array.isArray(list) ? list.filter((c) => typeof c === 'string' && !sdk.convProblem(c)) : [];
     return [...new Set([...DEFAULT_CONVS, ...valid])];
   } catch {
     return [...DEFAULT_CONVS];
@@ -53,10 +54,11 @@ function savedConvs(user) {
 
 // Everything that belongs to one signed-in user; dispose() undoes it on sign-out.
 class Session {
-  constructor(client, me) {
+  constructor(sdk, client, me) {
+    this.sdk = sdk;
     this.client = client;
     this.me = me;
-    this.convs = savedConvs(me);
+    this.convs = savedConvs(me, sdk);
     this.active = null;
     this.timelines = new Map();  // conv -> Timeline
     this.lists = new Map();      // conv -> MessageList
@@ -75,15 +77,17 @@ class Session {
       banner: $('banner'), title: $('banner-title'), countdown: $('banner-countdown'),
       detail: $('banner-detail'), retry: $('banner-retry'), chip: $('conn-chip'), chipText: $('conn-chip-text'),
     }, { onRetryNow: () => this.client.connectNow() });
-    this.panel = new LifecyclePanel($('lifecycle'), { onClose: () => this.closeDetails() });
+    this.panel = new LifecyclePanel($('lifecycle'), {
+      onClose: () => this.closeDetails(),
+      statePassed: (state, step) => sdk.rowStatePassed(state, step),
+    });
   }
 
   start() {
     const c = this.client;
     const on = (name, fn) => { const off = c.on(name, fn); if (typeof off === 'function') this.unsubscribers.push(off); };
-    on('row', (row) => this.onChange(row.conv, (tl) => tl.applyRow(row)));
-    on('message', (msg) => this.onChange(msg.conv, (tl) => tl.applyMsg(msg)));
-    on('receipt', (r) => this.onChange(r.conv, (tl) => tl.applyReceipt(r)));
+    // Rows carry their state as the SDK gives it (others' receipts already raised own rows).
+    on('row', (row) => this.onChange(row.conv));
     on('unread', ({ conv, count }) => { this.unread.set(conv, count); this.renderBadges(); });
     on('typing', ({ conv, user, on: typing }) => { if (user !== this.me) this.typingBoard.set(conv, user, typing); });
     on('presence', ({ conv }) => { if (conv === this.active) this.renderMembers(); });
@@ -144,7 +148,7 @@ class Session {
       event.preventDefault();
       const field = $('join-name');
       const name = field.value.trim();
-      const problem = convNameProblem(name);
+      const problem = this.sdk.convProblem(name);
       $('join-error').textContent = problem ?? '';
       field.setAttribute('aria-invalid', problem ? 'true' : 'false');
       if (problem) { field.focus(); return; }
@@ -174,15 +178,14 @@ class Session {
 
   subscribe(conv) {
     this.client.subscribe(conv);
-    const tl = this.timeline(conv);
-    for (const row of this.client.rows(conv) ?? []) tl.applyRow(row);
+    this.timeline(conv);
     this.unread.set(conv, this.client.unread(conv) ?? 0);
   }
 
   timeline(conv) {
     let tl = this.timelines.get(conv);
     if (!tl) {
-      tl = new Timeline(conv, this.me);
+      tl = new Timeline(conv, () => this.client.rows(conv));
       this.timelines.set(conv, tl);
       this.lists.set(conv, new MessageList(tl, {
         onDetails: (id, button) => this.openDetails(conv, id, button),
@@ -192,10 +195,9 @@ class Session {
     return tl;
   }
 
-  // Every SDK event about a conversation's messages lands here.
-  onChange(conv, apply) {
-    const tl = this.timeline(conv);
-    apply(tl);
+  // Every SDK event about a conversation's rows lands here.
+  onChange(conv) {
+    this.timeline(conv).touch();
     if (conv !== this.active) return;
     this.scheduleRender();
   }
@@ -260,7 +262,7 @@ class Session {
     }
     tl.historyState = 'idle';
     tl.loadedOnce = true;
-    for (const msg of page.msgs ?? []) tl.applyMsg(msg);
+    tl.touch();  // the page's messages are rows now (the SDK added them)
     const lowest = tl.lowestSeq();
     tl.more = Boolean(page.more) && lowest !== 1;
     if (conv !== this.active) return;
@@ -292,7 +294,7 @@ class Session {
     const tl = this.timeline(conv);
     const list = this.lists.get(conv);
     list.render();
-    $('empty').hidden = tl.byId.size > 0 || tl.historyState === 'loading' || !tl.loadedOnce;
+    $('empty').hidden = tl.rows().length > 0 || tl.historyState === 'loading' || !tl.loadedOnce;
     this.renderHistoryTop();
     const scroller = $('scroller');
     if (keepBottomOffset != null) scroller.scrollTop = scroller.scrollHeight - keepBottomOffset;
@@ -306,12 +308,13 @@ class Session {
     const tl = this.timeline(this.active);
     const button = $('load-older');
     const status = $('history-status');
-    const canLoad = tl.loadedOnce && tl.more && tl.byId.size > 0;
+    const hasRows = tl.rows().length > 0;
+    const canLoad = tl.loadedOnce && tl.more && hasRows;
     button.hidden = !(canLoad || tl.historyState === 'error') || tl.historyState === 'loading';
     button.textContent = tl.historyState === 'error' ? 'Try loading older messages again' : 'Load older messages';
     if (tl.historyState === 'loading') status.textContent = 'Loading older messages…';
     else if (tl.historyState === 'error') status.textContent = `Could not load older messages: ${tl.historyError}`;
-    else status.textContent = tl.loadedOnce && !tl.more && tl.byId.size > 0 ? `This is the beginning of #${this.active}.` : '';
+    else status.textContent = tl.loadedOnce && !tl.more && hasRows ? `This is the beginning of #${this.active}.` : '';
   }
 
   // Read means seen: the conversation is open, the tab visible and the newest lines on screen.
@@ -373,7 +376,7 @@ class Session {
     const present = new Set(this.client.present(conv) ?? []);
     present.add(this.me);
     const known = new Set(present);
-    for (const it of this.timeline(conv).byId.values()) if (it.from) known.add(it.from);
+    for (const row of this.timeline(conv).rows()) if (row.from) known.add(row.from);
     const users = [...known].sort((a, b) => (present.has(b) - present.has(a)) || a.localeCompare(b));
     const key = `${conv}|${users.map((u) => `${u}:${present.has(u)}`).join(',')}`;
     if (key === this.membersKey) return;
@@ -460,7 +463,31 @@ function showSignIn(name = '', error = '') {
   field.focus();
 }
 
-async function signIn(name) {
+// The SDK, or null after telling the sign-in screen why it could not be loaded.
+async function sdkOrSignIn(name) {
+  try {
+    return await loadSdk();
+  } catch (error) {
+    localStorage.removeItem(USER_KEY);
+    showSignIn(name, `Could not start: ${error?.message ?? error}`);
+    return null;
+  }
+}
+
+// A user name the core accepts (dev:<name> is the token), else the sign-in screen says why.
+async function signInIfValid(name) {
+  const sdk = await sdkOrSignIn(name);
+  if (!sdk) return;
+  const problem = sdk.userProblem(name);
+  if (problem) {
+    localStorage.removeItem(USER_KEY);
+    showSignIn(name, problem);
+    return;
+  }
+  signIn(sdk, name);
+}
+
+async function signIn(sdk, name) {
   localStorage.setItem(USER_KEY, name);
   $('signin').hidden = true;
   $('app').hidden = false;
@@ -475,15 +502,14 @@ async function signIn(name) {
   $('banner-title').textContent = 'Connecting…';
   let client;
   try {
-    const { connect } = await loadSdk();
-    client = await connect({ token: `dev:${name}`, device: deviceId() });
+    client = await sdk.connect({ token: `dev:${name}`, device: deviceId() });
   } catch (error) {
     localStorage.removeItem(USER_KEY);
     showSignIn(name, `Could not start: ${error?.message ?? error}`);
     return;
   }
   if (localStorage.getItem(USER_KEY) !== name) { client.close(); return; }  // signed out meanwhile
-  session = new Session(client, client.user || name);
+  session = new Session(sdk, client, client.user || name);
   session.start();
 }
 
@@ -501,15 +527,12 @@ function main() {
 
   $('signin-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    const name = $('signin-name').value.trim();
-    const problem = userNameProblem(name);
-    if (problem) { showSignIn(name, problem); return; }
-    signIn(name);
+    signInIfValid($('signin-name').value.trim());
   });
   $('signout').addEventListener('click', signOut);
 
   const remembered = localStorage.getItem(USER_KEY);
-  if (remembered && !userNameProblem(remembered)) signIn(remembered);
+  if (remembered) signInIfValid(remembered);
   else showSignIn();
 }
 

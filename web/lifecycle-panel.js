@@ -1,10 +1,8 @@
 // LifecyclePanel: the side panel showing one message's path queued -> stored -> sequenced ->
 // delivered -> read with the time of each step, its seq, id and trace id; it follows live changes.
 
-import { LIFECYCLE_STEPS } from './timeline.js';
+import { LIFECYCLE_STEPS, stepTimes } from './timeline.js';
 import { bodyText, formatDelta, formatPrecise, traceIdOf } from './names.js';
-
-const RANK = { queued: 0, stored: 1, sequenced: 2, delivered: 3, read: 4 };
 
 const OWN_STEPS = {
   queued: ['Queued', 'In this tab’s outbox'],
@@ -22,9 +20,12 @@ const OTHERS_STEPS = {
 };
 
 export class LifecyclePanel {
-  constructor(panel, { onClose }) {
+  // statePassed(state, step): whether a row in `state` has gone through `step` (the SDK's
+  // rowStatePassed: the core's state order).
+  constructor(panel, { onClose, statePassed }) {
     this.panel = panel;
     this.onClose = onClose;
+    this.statePassed = statePassed;
     this.steps = panel.querySelector('.lc-steps');
     this.facts = panel.querySelector('.lc-facts');
     this.summary = panel.querySelector('.lc-summary');
@@ -55,10 +56,9 @@ export class LifecyclePanel {
     const { timeline, id } = this.current;
     const it = timeline.get(id);
     if (!it) return;
-    const state = timeline.state(it);
-    const times = timeline.times(it);
+    const state = it.state;
+    const times = stepTimes(it);
     const names = it.own ? OWN_STEPS : OTHERS_STEPS;
-    const reached = state === 'failed' ? 0 : RANK[state];
     const start = times.queued ?? times.sequenced;
 
     this.summary.textContent = `${it.own ? 'You' : it.from ?? 'Someone'} in ${timeline.conv}: “${clip(bodyText(it.body), 80)}”`;
@@ -67,8 +67,8 @@ export class LifecyclePanel {
       li.dataset.step = step;
       const at = times[step];
       // "stored" only happens behind a relaying edge; a direct edge goes straight to sequenced.
-      const skipped = at == null && step === 'stored' && reached > RANK.stored;
-      const done = at != null || RANK[step] <= reached;
+      const done = at != null || this.statePassed(state, step);
+      const skipped = at == null && step === 'stored' && done && state !== 'stored';
       li.className = skipped ? 'skipped' : done ? 'done' : 'pending';
       const [label, hint] = names[step];
       const timeText = at != null ? formatPrecise(at) : skipped ? 'skipped' : done ? 'time not known' : 'waiting';

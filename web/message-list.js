@@ -1,8 +1,9 @@
-// MessageList: one conversation's <ol> of messages, updated in place from a Timeline (keyed by
-// message id, so a state change touches one line and scrolling and focus stay put).
+// MessageList: one conversation's <ol> of messages, updated in place from the SDK's rows (keyed
+// by message id, so a state change touches one line and scrolling and focus stay put).
 
 import { ICONS, STATE_LABELS } from './icons.js';
 import { bodyText, formatClock } from './names.js';
+import { shownTime } from './timeline.js';
 
 const GROUP_MS = 5 * 60 * 1000;  // consecutive lines from one sender within this share a header
 
@@ -41,8 +42,8 @@ export class MessageList {
     const now = Date.now();
     let cursor = this.list.firstElementChild;
     let previous = null;
-    for (const it of timeline.items()) {
-      const time = timeline.shownTime(it);
+    for (const it of timeline.rows()) {
+      const time = shownTime(it);
       const continued = previous !== null && previous.from === it.from && time != null &&
         previous.time != null && time - previous.time < GROUP_MS;
       previous = { from: it.from, time };
@@ -51,10 +52,10 @@ export class MessageList {
         line = this.createLine(it.id);
         this.elements.set(it.id, line);
       }
-      const key = `${it.rev}|${continued}`;
+      const key = `${JSON.stringify(it)}|${continued}`;
       if (line.dataset.key !== key) {
         line.dataset.key = key;
-        this.updateLine(line, it, timeline.state(it), time, continued, now);
+        this.updateLine(line, it, it.state, time, continued, now);
       }
       if (line === cursor) cursor = cursor.nextElementSibling;
       else this.list.insertBefore(line, cursor);

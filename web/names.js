@@ -1,26 +1,5 @@
-// Identifier rules (docs/protocol.md) and display formatting shared by the web app's views.
-// Pure functions: no DOM, no SDK.
-
-export const CONV_PATTERN = '[A-Za-z0-9._:\\-]{1,128}';
-export const USER_PATTERN = '[A-Za-z0-9._@\\-]{1,64}';
-const CONV_RE = new RegExp(`^${CONV_PATTERN}$`);
-const USER_RE = new RegExp(`^${USER_PATTERN}$`);
-
-// Returns a sentence saying what is wrong with a conversation name, or null when it is valid.
-export function convNameProblem(name) {
-  if (!name) return 'Enter a conversation name.';
-  if (name.length > 128) return `Too long: ${name.length} characters, at most 128.`;
-  if (!CONV_RE.test(name)) return 'Use only letters, digits and . _ : -';
-  return null;
-}
-
-// Dev tokens are "dev:<user>"; the edge accepts 1-64 chars of [A-Za-z0-9._@-].
-export function userNameProblem(name) {
-  if (!name) return 'Enter a user name.';
-  if (name.length > 64) return `Too long: ${name.length} characters, at most 64.`;
-  if (!USER_RE.test(name)) return 'Use only letters, digits and . _ @ -';
-  return null;
-}
+// Display formatting shared by the web app's views. Pure functions: no DOM, no SDK. (The name
+// rules are the core's: the SDK's convProblem / userProblem.)
 
 const pad = (n, width = 2) => String(n).padStart(width, '0');
 
