@@ -514,6 +514,18 @@ void ClientSession::handle(const Page& frame, TimeMs now) {
   if (auto request = history_requests_.find(*frame.rid); request != history_requests_.end()) {
     history_requests_.erase(request);
     emit(HistoryEvent{*frame.rid, frame.conv, frame.msgs, frame.more, std::nullopt});
+    // Own messages of the page are own rows now (RowList joins them as sequenced): others'
+    // receipts raise them as they raise the rows this session acked or delivered.
+    auto conversation = conversations_.find(frame.conv);
+    if (conversation == conversations_.end()) return;
+    Conversation& c = conversation->second;
+    bool tracked = false;
+    for (const Msg& msg : frame.msgs) {
+      if (!msg.seq || msg.from != user_ || c.own_rows.count(*msg.seq)) continue;
+      track_own_row(c, *msg.seq, msg.id);
+      tracked = true;
+    }
+    if (tracked) apply_others_receipt(frame.conv, c, now);
     return;
   }
   auto it = conversations_.find(frame.conv);

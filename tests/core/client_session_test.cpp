@@ -1613,6 +1613,43 @@ TEST_CASE("presence comes from subd.present and presence frames", "[client_sessi
 
 // ---- history ------------------------------------------------------------------------------
 
+TEST_CASE("own messages of a history page are raised by others' receipts like live ones",
+          "[client_session]") {
+  Harness h(132);
+  h.connect();
+  h.subscribed("ops", 200);
+  h.feed(rcpt_frame("ops", "bob", 71, ReceiptKind::read));      // bob read up to 71
+  h.feed(rcpt_frame("ops", "carol", 73, ReceiptKind::delivered));  // carol got up to 73
+  h.take_events();
+
+  std::string rid = h.session.request_history("ops", Seq{80}, std::nullopt, 50, h.now);
+  h.frames();
+  h.feed(page_frame("ops",
+                    {msg_frame("ops", 70, "h70", "alice"), msg_frame("ops", 71, "h71", "bob"),
+                     msg_frame("ops", 72, "h72", "alice"), msg_frame("ops", 74, "h74", "alice")},
+                    false, rid));
+  auto events = h.take_events();
+  REQUIRE(only<HistoryEvent>(events).size() == 1);
+  auto h70 = rows_of(events, "h70");  // covered by bob's read
+  REQUIRE_FALSE(h70.empty());
+  CHECK(h70.back().state == RowState::read);
+  CHECK(h70.back().own);
+  auto h72 = rows_of(events, "h72");  // only carol's delivered covers it
+  REQUIRE(h72.size() == 1);
+  CHECK(h72[0].state == RowState::delivered);
+  CHECK(rows_of(events, "h71").empty());  // bob's own message: not ours to raise
+  CHECK(rows_of(events, "h74").empty());  // nobody's receipt reaches it yet
+
+  h.feed(rcpt_frame("ops", "bob", 74, ReceiptKind::read));
+  events = h.take_events();
+  auto h74 = rows_of(events, "h74");
+  REQUIRE_FALSE(h74.empty());
+  CHECK(h74.back().state == RowState::read);
+  auto again = rows_of(events, "h72");
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].state == RowState::read);
+}
+
 TEST_CASE("request_history sends hist and answers with a HistoryEvent", "[client_session]") {
   Harness h(171);
 
