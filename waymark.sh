@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# waymark.sh: Waymark's commands. `test` installs, builds native Release, ASan+UBSan and WASM
-# and runs every test; `demo` builds the edge and serves the web app on http://127.0.0.1:8080;
-# `bench` reruns the benchmarks and rewrites the table in docs/benchmarks.md.
+# waymark.sh: Waymark's commands. `test` installs, builds native Release, ASan+UBSan, WASM and
+# the fuzzers and runs every test; `demo` builds the edge and serves the web app on
+# http://127.0.0.1:8080; `bench` reruns the benchmarks and rewrites the table in
+# docs/benchmarks.md; `fuzz` fuzzes from fresh seeds and keeps what crashes as reproducers.
+# Each installs only the Debian packages it needs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,15 +13,29 @@ readonly ROOT
 BUILD_ROOT="${WAYMARK_BUILD_ROOT:-build}"
 readonly BUILD_ROOT
 readonly JOBS=2  # the machines have 2 cores
-readonly DEBIAN_PACKAGES=(
-  build-essential cmake ninja-build pkg-config
-  libboost1.81-dev libboost-json1.81-dev catch2
-  emscripten nodejs
-  liblmdb-dev lmdb-utils libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev
-  libjwt-dev
-  libhiredis-dev libnats-dev redis-server nats-server
+# What each command installs from Debian. The core's build needs:
+readonly CORE_BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev
+)
+# The edge's (the Release build; the load harness builds without its Redis and NATS peers when
+# hiredis and libnats are missing):
+readonly EDGE_BUILD_PACKAGES=(
+  "${CORE_BUILD_PACKAGES[@]}"
+  liblmdb-dev libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev libjwt-dev
+)
+# demo: the edge and the browser SDK it serves (emscripten, which runs on node).
+readonly DEMO_PACKAGES=("${EDGE_BUILD_PACKAGES[@]}" emscripten nodejs)
+# fuzz: the core and its libFuzzer targets (clang).
+readonly FUZZ_PACKAGES=("${CORE_BUILD_PACKAGES[@]}" clang-14 libclang-rt-14-dev)
+# test: the four builds and what the suites use (Catch2; pytest and its WebSocket and JWT
+# clients, openssl for the TLS tests; chromium for the browser tests, npm for playwright-core).
+readonly TEST_PACKAGES=(
+  "${DEMO_PACKAGES[@]}" catch2 clang-14 libclang-rt-14-dev
   python3 python3-websockets python3-pytest python3-jwt openssl chromium
-  clang-14 libclang-rt-14-dev
+)
+# bench: the edge, the harness with both peers, and the servers it compares against.
+readonly BENCH_PACKAGES=(
+  "${EDGE_BUILD_PACKAGES[@]}" libhiredis-dev libnats-dev redis-server nats-server python3
 )
 
 # Debian's emscripten loads node modules (acorn, ...) from /usr/share/nodejs; a Node build not
@@ -35,23 +51,20 @@ as_root() {
 
 # --- installing ---------------------------------------------------------------------------------
 
+# missing_debian_packages PACKAGE...: those of the packages that are not installed.
 missing_debian_packages() {
   local package
-  for package in "${DEBIAN_PACKAGES[@]}"; do
+  for package in "$@"; do
     if ! dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
       echo "$package"
     fi
   done
-  # A nodesource nodejs bundles npm, and Debian's npm package conflicts with it: ask for npm
-  # only when there is no npm at all.
-  if ! command -v npm >/dev/null 2>&1; then
-    echo npm
-  fi
 }
 
+# install_debian_packages PACKAGE...: installs the missing ones with apt-get.
 install_debian_packages() {
   local missing
-  mapfile -t missing < <(missing_debian_packages)
+  mapfile -t missing < <(missing_debian_packages "$@")
   if [[ ${#missing[@]} -eq 0 ]]; then
     return
   fi
@@ -71,9 +84,23 @@ install_npm_packages() {
   (cd "$ROOT" && npm ci --no-audit --no-fund)
 }
 
+# install_dependencies demo|test|bench|fuzz: what that command needs.
 install_dependencies() {
-  install_debian_packages
-  install_npm_packages
+  case "$1" in
+    demo) install_debian_packages "${DEMO_PACKAGES[@]}" ;;
+    fuzz) install_debian_packages "${FUZZ_PACKAGES[@]}" ;;
+    bench) install_debian_packages "${BENCH_PACKAGES[@]}" ;;
+    test)
+      # A nodesource nodejs bundles npm, and Debian's npm package conflicts with it: ask for npm
+      # only when there is no npm at all.
+      if command -v npm >/dev/null 2>&1; then
+        install_debian_packages "${TEST_PACKAGES[@]}"
+      else
+        install_debian_packages "${TEST_PACKAGES[@]}" npm
+      fi
+      install_npm_packages  # playwright-core, for the browser tests
+      ;;
+  esac
 }
 
 # --- building -----------------------------------------------------------------------------------
@@ -131,7 +158,8 @@ build_wasm() {
   configure wasm emcmake -DCMAKE_BUILD_TYPE=Release -DWAYMARK_EDGE=OFF || return
   build wasm "$@"
 }
-# The libFuzzer targets (tests/fuzz): clang, only the core and them; ctest fuzzes each briefly.
+# The libFuzzer targets (tests/fuzz): clang, only the core and them; ctest replays every
+# checked-in input and fuzzes each target with a fixed seed and count (deterministic).
 build_fuzz() {
   CC=clang-14 CXX=clang++-14 configure fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWAYMARK_FUZZ=ON \
     -DWAYMARK_EDGE=OFF -DWAYMARK_TESTS=OFF || return
@@ -221,7 +249,7 @@ run_browser_tests() {
 }
 
 command_test() {
-  install_dependencies
+  install_dependencies test
   local name
   for name in release asan wasm fuzz; do
     test_config "$name"
@@ -239,7 +267,7 @@ command_test() {
 # --- demo ---------------------------------------------------------------------------------------
 
 command_demo() {
-  install_dependencies
+  install_dependencies demo
   local edge="$BUILD_ROOT/release/edge/waymark-edge"
   step "build $BUILD_ROOT/release (the edge)"
   if ! build_release waymark-edge || [[ ! -x "$edge" ]]; then
@@ -259,7 +287,7 @@ command_demo() {
 # Streams, NATS JetStream, all on loopback) and rewrites the table in docs/benchmarks.md.
 # Arguments go to the runner: its knobs (--duration, --idle-clients, ...) scale the run up.
 command_bench() {
-  install_dependencies
+  install_dependencies bench
   step "build $BUILD_ROOT/release (the edge and the load harness)"
   build_release waymark-edge waymark-bench waymark-bench-echo waymark-fsync-probe
   step "benchmarks (under 10 minutes by default)"
@@ -267,11 +295,59 @@ command_bench() {
     /usr/bin/python3 tests/bench/run_bench.py --build-dir "$BUILD_ROOT/release" "$@"
 }
 
+# --- fuzz ---------------------------------------------------------------------------------------
+
+readonly FUZZ_TARGETS=(codec edge_node)
+
+# Open-ended fuzzing (tests/fuzz/run_fuzzer.sh explore): per target, SECONDS from a fresh seed,
+# after a replay of the checked-in inputs (a target whose reproducers still fail is not fuzzed:
+# it would only find them again). A crash input lands in tests/fuzz/crashes/<target>/, where the
+# test command replays it from then on.
+command_fuzz() {
+  local seconds="${1:-300}" name fuzzer
+  if [[ ! $seconds =~ ^[1-9][0-9]*$ ]]; then
+    usage >&2
+    exit 2
+  fi
+  install_dependencies fuzz
+  step "build $BUILD_ROOT/fuzz"
+  if ! build_fuzz "${FUZZ_TARGETS[@]/#/fuzz_}"; then
+    echo "the fuzzers did not build (see above)" >&2
+    exit 1
+  fi
+  for name in "${FUZZ_TARGETS[@]}"; do
+    fuzzer="$BUILD_ROOT/fuzz/tests/fuzz/fuzz_$name"
+    step "fuzz_$name: replay tests/fuzz/corpus/$name and tests/fuzz/crashes/$name"
+    if ! tests/fuzz/run_fuzzer.sh replay "$fuzzer" "tests/fuzz/corpus/$name" "tests/fuzz/crashes/$name"; then
+      problems+=("fuzz_$name: a checked-in input already fails (tests/fuzz/crashes/$name); not fuzzed")
+      continue
+    fi
+    step "fuzz_$name: $seconds s from a fresh seed"
+    if ! timed "fuzz_$name" tests/fuzz/run_fuzzer.sh explore "$fuzzer" "tests/fuzz/corpus/$name" \
+        "$seconds" tests/fuzz/waymark.dict "tests/fuzz/crashes/$name"; then
+      problems+=("fuzz_$name: a crash, saved in tests/fuzz/crashes/$name/ (tests/fuzz/README.md: what next)")
+    fi
+  done
+  echo
+  for name in "${problems[@]+"${problems[@]}"}"; do
+    echo "FOUND: $name"
+  done
+  if [[ ${#problems[@]} -eq 0 ]]; then
+    echo "nothing found in $seconds s per target"
+  fi
+  [[ ${#problems[@]} -eq 0 ]]
+}
+
 usage() {
   cat <<'EOF'
-usage: ./waymark.sh demo   install what is missing, build, run the edge on http://127.0.0.1:8080
-       ./waymark.sh test   install what is missing, build Release, ASan+UBSan and WASM, run every test
-       ./waymark.sh bench  build Release, rerun the benchmarks, rewrite docs/benchmarks.md
+usage: ./waymark.sh demo           install what the demo needs, build the edge and the SDK, run
+                                   the edge on http://127.0.0.1:8080
+       ./waymark.sh test           install what the tests need, build Release, ASan+UBSan, WASM
+                                   and the fuzzers, run every test (fuzzing with fixed seeds)
+       ./waymark.sh bench [ARG...] install what the benchmarks need, build Release, rerun them and
+                                   rewrite docs/benchmarks.md (ARGs go to tests/bench/run_bench.py)
+       ./waymark.sh fuzz [SECONDS] build the fuzzers, fuzz each target SECONDS (default 300) from
+                                   a fresh seed, save crash inputs in tests/fuzz/crashes/<target>/
 EOF
 }
 
@@ -281,6 +357,11 @@ main() {
     test) command_test ;;
     demo) command_demo ;;
     bench) shift; command_bench "$@" ;;
+    fuzz)
+      shift
+      if [[ $# -gt 1 ]]; then usage >&2; exit 2; fi
+      command_fuzz "$@"
+      ;;
     *) usage >&2; exit 2 ;;
   esac
 }
