@@ -22,6 +22,10 @@ import threading
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# The edge is started and stopped the way the integration tests do it (one launcher).
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from edge_launcher import Edge  # noqa: E402
+
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 BEGIN = "<!-- bench:begin (rewritten by ./waymark.sh bench) -->"
 END = "<!-- bench:end -->"
@@ -52,7 +56,8 @@ def raise_fd_limit(wanted):
 
 
 class Server:
-    """A server process on loopback: started with a fresh directory, stopped with SIGTERM."""
+    """A peer's server process on loopback (the echo server, Redis, NATS): started with a fresh
+    directory, stopped with SIGTERM. The edge is an edge_launcher.Edge."""
 
     def __init__(self, name, args, port=None, listening_json=False, cwd=None):
         self.name = name
@@ -150,10 +155,8 @@ class Bench:
     def start_edge(self):
         # At info the edge logs one line per stored message; the benchmark runs it at warn
         # (which also hides the "listening" line, so the port is chosen here).
-        port = free_port()
-        return Server("waymark-edge", [self.edge_bin, "--dev", "--listen", "127.0.0.1:%d" % port,
-                                       "--data", self.fresh_dir("edge"), "--log-level", self.args.edge_log_level]
-                      + self.edge_flags, port=port).start()
+        return Edge(self.edge_bin, self.fresh_dir("edge"), self.edge_flags, port=free_port(),
+                    log_level=self.args.edge_log_level, start_timeout=30).start()
 
     def start_echo(self):
         return Server("waymark-bench-echo", [self.echo_bin, "--listen", "127.0.0.1:0"],

@@ -2,15 +2,14 @@
 // Debian's chromium, with typing, receipts, the lifecycle panel, the connection banner and phone width.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { EDGE, Edge } from './sdk_harness.mjs';  // the browser tests' one edge launcher
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const EDGE = path.resolve(ROOT, process.env.WAYMARK_EDGE ?? 'build/release/edge/waymark-edge');
 const SDK_DIR = path.resolve(ROOT, process.env.WAYMARK_SDK_DIR ?? 'build/wasm/wasm/dist');
 const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 const SHOTS = path.join(ROOT, 'test-output/screenshots');
@@ -18,50 +17,21 @@ const WAIT_MS = 15_000;  // the bound on every single wait below
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'];
 
-let edge;     // {process, base, dataDir, log}
+let edge;     // {launched, base, port, dataDir}
 let browser;
 
-// Starts waymark-edge on a free port and resolves with its address from the "listening" log line.
-function startEdge({ listen = '127.0.0.1:0', dataDir = mkdtempSync(path.join(tmpdir(), 'waymark-app-test-')) } = {}) {
-  const child = spawn(EDGE, ['--dev', '--listen', listen, '--data', dataDir, '--web', WEB_DIR,
-    '--sdk', SDK_DIR], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const log = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`edge did not report listening:\n${log.join('\n')}`)), WAIT_MS);
-    let pending = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk) => {
-      pending += chunk;
-      let newline;
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        log.push(line);
-        if (log.length > 200) log.shift();
-        let event;
-        try { event = JSON.parse(line); } catch { continue; }
-        if (event.event === 'listening') {
-          clearTimeout(timer);
-          resolve({ process: child, base: `http://127.0.0.1:${event.port}`, port: event.port, dataDir, log });
-        }
-      }
-    });
-    child.on('error', (error) => { clearTimeout(timer); reject(error); });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`edge exited (${code}):\n${log.join('\n')}`)); });
-  });
+// Starts the edge (sdk_harness.mjs's Edge) serving the web app, on a free port or on `listen`'s
+// port to come back on the same address, and resolves with its address.
+async function startEdge({ listen = '127.0.0.1:0', dataDir = mkdtempSync(path.join(tmpdir(), 'waymark-app-test-')) } = {}) {
+  const port = Number(listen.split(':').pop());
+  const launched = await new Edge({ data: dataDir, web: WEB_DIR, port }).start();
+  return { launched, base: launched.url, port: launched.port, dataDir };
 }
 
 // SIGTERM, then SIGKILL if it has not exited within the bound; keeps the data unless told.
 async function stopEdge(node, { removeData = true } = {}) {
   if (!node) return;
-  const child = node.process;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS);
-    await exited;
-    clearTimeout(timer);
-  }
+  await node.launched.stop();
   if (removeData) rmSync(node.dataDir, { recursive: true, force: true });
 }
 

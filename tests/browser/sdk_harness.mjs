@@ -98,7 +98,8 @@ export function writeTestPage() {
   return dir;
 }
 
-// The edge on 127.0.0.1; `port` 0 picks one (read back from the "listening" log line).
+// The edge on 127.0.0.1, the one launcher of the browser tests (the SDK's and app_chat's); `port`
+// 0 picks one (read back from the "listening" log line).
 // `dev: false` starts it without --dev (JWTs then; pass --auth-secret-file in `args`); `args`
 // are appended to the command line.
 export class Edge {
@@ -141,6 +142,10 @@ export class Edge {
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
         rejectListening(new Error(`edge exited (${code ?? signal}) before listening:\n${this.stderr}`));
+      });
+      child.on('error', (error) => {  // could not start it at all (no binary at EDGE, ...)
+        clearTimeout(timer);
+        rejectListening(error);
       });
     });
     const event = await listening;
