@@ -224,33 +224,43 @@ test_config() {
   fi
 }
 
-# The browser suites (tests/browser, node:test + playwright-core + Debian's chromium) need the
-# Release edge and the WASM SDK, so they run after both are built. Counts come from node's own
-# closing "# pass N" / "# fail N" lines.
-run_browser_tests() {
-  local log status=0 pass fail
+# run_node_tests NAME DIR: node's test runner over DIR, counted from its own closing
+# "# pass N" / "# fail N" lines; no result line at all counts as one failure.
+run_node_tests() {
+  local name="$1" dir="$2" log status=0 pass fail
   log="$(mktemp)"
-  WAYMARK_EDGE="$ROOT/$BUILD_ROOT/release/edge/waymark-edge" \
-  WAYMARK_SDK_DIR="$ROOT/$BUILD_ROOT/wasm/wasm/dist" \
-    node --test tests/browser/ 2>&1 | tee "$log" || status=$?
+  node --test "$dir" 2>&1 | tee "$log" || status=$?
   pass="$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$log" | tail -n 1)"
   fail="$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$log" | tail -n 1)"
   rm -f "$log"
   if [[ -z "$pass" || -z "$fail" ]]; then
     failed_total=$((failed_total + 1))
-    problems+=("browser: node --test reported no results")
+    problems+=("$name: node --test reported no results")
     return
   fi
   passed_total=$((passed_total + pass))
   failed_total=$((failed_total + fail))
   if [[ $status -ne 0 || $fail -ne 0 ]]; then
-    problems+=("browser: $fail of $((pass + fail)) tests failed")
+    problems+=("$name: $fail of $((pass + fail)) tests failed")
   fi
+}
+
+# The web app's pure modules (tests/web): no build, no browser.
+run_web_tests() { run_node_tests web tests/web/; }
+
+# The browser suites (tests/browser, node:test + playwright-core + Debian's chromium) need the
+# Release edge and the WASM SDK, so they run after both are built.
+run_browser_tests() {
+  WAYMARK_EDGE="$ROOT/$BUILD_ROOT/release/edge/waymark-edge" \
+  WAYMARK_SDK_DIR="$ROOT/$BUILD_ROOT/wasm/wasm/dist" \
+    run_node_tests browser tests/browser/
 }
 
 command_test() {
   install_dependencies test
   local name
+  step "web app unit tests (node)"
+  timed "web tests" run_web_tests
   for name in release asan wasm fuzz; do
     test_config "$name"
   done
