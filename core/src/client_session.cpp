@@ -519,9 +519,15 @@ void ClientSession::handle(const Page& frame, TimeMs now) {
     auto conversation = conversations_.find(frame.conv);
     if (conversation == conversations_.end()) return;
     Conversation& c = conversation->second;
+    // One already covered by others' read cursor is read (and may have been told so before:
+    // a repeat, never a step back to delivered); the rest wait for receipts.
     bool tracked = false;
     for (const Msg& msg : frame.msgs) {
       if (!msg.seq || msg.from != user_ || c.own_rows.count(*msg.seq)) continue;
+      if (*msg.seq <= c.others_read) {
+        emit_row(frame.conv, msg.id, RowState::read, msg.seq, true, now);
+        continue;
+      }
       track_own_row(c, *msg.seq, msg.id);
       tracked = true;
     }
@@ -588,6 +594,10 @@ void ClientSession::handle(const Rcpt& frame, TimeMs now) {
     if (frame.kind == ReceiptKind::read) set_read_cursor(frame.conv, c, frame.seq, now);
     return;
   }
+  // Kept in the durable state: after a reload, a row once shown read stays read.
+  if (frame.seq > c.others_delivered ||
+      (frame.kind == ReceiptKind::read && frame.seq > c.others_read))
+    mark_state_changed();
   c.others_delivered = std::max(c.others_delivered, frame.seq);
   if (frame.kind == ReceiptKind::read) c.others_read = std::max(c.others_read, frame.seq);
   apply_others_receipt(frame.conv, c, now);
@@ -938,6 +948,8 @@ std::string ClientSession::export_state() const {
     if (!c.wanted && !c.cursor) continue;
     json::object o{{"wanted", c.wanted}, {"read", c.read_cursor}};
     if (c.cursor) o["cursor"] = *c.cursor;
+    if (c.others_delivered) o["others_delivered"] = c.others_delivered;
+    if (c.others_read) o["others_read"] = c.others_read;
     convs[conv] = std::move(o);
   }
   std::string state = json::serialize(json::object{{"v", 1}, {"convs", std::move(convs)}});
@@ -1014,6 +1026,12 @@ Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs
       if (auto read = o.find("read"); read != o.end() && read->value().is_int64() &&
                                       read->value().get_int64() >= 0)
         c.read_cursor = static_cast<Seq>(read->value().get_int64());
+      for (auto [field, target] : {std::pair{"others_delivered", &c.others_delivered},
+                                   std::pair{"others_read", &c.others_read}})
+        if (auto found = o.find(field); found != o.end() && found->value().is_int64() &&
+                                        found->value().get_int64() >= 0)
+          *target = static_cast<Seq>(found->value().get_int64());
+      c.others_delivered = std::max(c.others_delivered, c.others_read);
       c.delivered_sent = c.cursor.value_or(0);
       conversations.emplace(std::string(key), std::move(c));
     }

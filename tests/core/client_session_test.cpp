@@ -1630,10 +1630,10 @@ TEST_CASE("own messages of a history page are raised by others' receipts like li
                     false, rid));
   auto events = h.take_events();
   REQUIRE(only<HistoryEvent>(events).size() == 1);
-  auto h70 = rows_of(events, "h70");  // covered by bob's read
-  REQUIRE_FALSE(h70.empty());
-  CHECK(h70.back().state == RowState::read);
-  CHECK(h70.back().own);
+  auto h70 = rows_of(events, "h70");  // covered by bob's read: read at once, no delivered first
+  REQUIRE(h70.size() == 1);
+  CHECK(h70[0].state == RowState::read);
+  CHECK(h70[0].own);
   auto h72 = rows_of(events, "h72");  // only carol's delivered covers it
   REQUIRE(h72.size() == 1);
   CHECK(h72[0].state == RowState::delivered);
@@ -1648,6 +1648,43 @@ TEST_CASE("own messages of a history page are raised by others' receipts like li
   auto again = rows_of(events, "h72");
   REQUIRE(again.size() == 1);
   CHECK(again[0].state == RowState::read);
+
+  // The same page again (the app scrolled back): read rows are told read again, never delivered.
+  rid = h.session.request_history("ops", Seq{80}, std::nullopt, 50, h.now);
+  h.frames();
+  h.feed(page_frame("ops", {msg_frame("ops", 70, "h70", "alice"), msg_frame("ops", 72, "h72", "alice")},
+                    false, rid));
+  events = h.take_events();
+  for (const char* id : {"h70", "h72"})
+    for (const RowEvent& row : rows_of(events, id)) CHECK(row.state == RowState::read);
+}
+
+TEST_CASE("others' receipts survive a reload: a history row once read is read again, not delivered",
+          "[client_session]") {
+  Harness a(133);
+  a.connect();
+  a.subscribed("ops", 10);
+  a.feed(rcpt_frame("ops", "bob", 9, ReceiptKind::read));
+  a.feed(rcpt_frame("ops", "carol", 12, ReceiptKind::delivered));
+  REQUIRE(!only<StateChangedEvent>(a.take_events()).empty());  // the host persists it
+  const std::string state = a.session.export_state();
+
+  Harness b(134);
+  REQUIRE(b.session.import_state(state, b.now).ok());
+  b.connect();  // the imported subscription rides in the hello
+  b.feed(subd_frame("ops", 12, 0));
+  b.take_events();
+  std::string rid = b.session.request_history("ops", Seq{13}, std::nullopt, 50, b.now);
+  b.frames();
+  b.feed(page_frame("ops", {msg_frame("ops", 9, "m9", "alice"), msg_frame("ops", 11, "m11", "alice")},
+                    false, rid));
+  auto events = b.take_events();
+  auto m9 = rows_of(events, "m9");
+  REQUIRE(m9.size() == 1);
+  CHECK(m9[0].state == RowState::read);
+  auto m11 = rows_of(events, "m11");
+  REQUIRE(m11.size() == 1);
+  CHECK(m11[0].state == RowState::delivered);
 }
 
 TEST_CASE("request_history sends hist and answers with a HistoryEvent", "[client_session]") {
