@@ -17,7 +17,7 @@
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
 #include "waymark/row_list.h"
-#include "../core/src/overloaded.h"  // not public API: core/CMakeLists.txt
+#include "overloaded.h"  // not public API: waymark_core_internal (core/CMakeLists.txt)
 
 namespace json = boost::json;
 

@@ -1,5 +1,5 @@
 // LogStore: the edge's durable log behind an interface (leveldb's Env pattern). The LMDB
-// implementation lives in edge/, the in-memory one in memory_log_store.h. Keys are
+// implementation lives in edge/, the in-memory test double in tests/core/memory_log_store.h. Keys are
 // (tenant, conv, seq); the idempotency index is (tenant, conv, id) -> seq; receipts are
 // (tenant, user, conv); the audit log is a sequence of JSON records. Readers may be called
 // from any thread; write() from one writer only.
