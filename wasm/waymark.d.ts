@@ -62,6 +62,8 @@ export interface Row {
 }
 
 export interface Msg {
+  /** 'msg': a message event carries the msg frame as the edge sent it. */
+  t?: 'msg';
   conv: string;
   seq?: number;
   id: string;
