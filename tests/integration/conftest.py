@@ -274,10 +274,23 @@ class Client:
 
     async def barrier(self, timeout=RECV_TIMEOUT):
         """ping -> pong round trip with a fresh rid: everything the edge queued to this socket
-        before it read our ping has arrived once the pong is here."""
-        rid = self.next_rid()
-        await self.send({"t": "ping", "ts": now_ms(), "rid": rid})
-        return await self.recv_type("pong", timeout=timeout, rid=rid)
+        before it read our ping has arrived once the pong is here. A client that flooded the
+        edge may find its ping refused with err rate_limited (docs/security.md: slow down); it
+        pauses, doubling the pause, and pings again, within the same timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = 0.05
+        while True:
+            rid = self.next_rid()
+            await self.send({"t": "ping", "ts": now_ms(), "rid": rid})
+            reply = await self.recv_match(
+                lambda f, rid=rid: f.get("rid") == rid and f.get("t") in ("pong", "err"),
+                max(deadline - loop.time(), 0.001), what="pong {'rid': %r}" % rid)
+            if reply["t"] == "pong":
+                return reply
+            assert reply.get("code") == "rate_limited", "ping %s answered with %s" % (rid, reply)
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+            pause = min(pause * 2, 1.0)
 
     # -- protocol helpers --
     async def sub(self, conv, after=None, limit=None, timeout=RECV_TIMEOUT):
