@@ -187,20 +187,43 @@ std::string row_json(const Row& row) {
   return text;
 }
 
-std::optional<Row> row_from_json(std::string_view text) {
+namespace {
+
+// What a row and a row event share: a JSON object with a conv, an id and a known state.
+struct RowHead {
+  json::value parsed;
+  std::string conv, id;
+  RowState state = RowState::queued;
+  const json::object& object() const { return parsed.get_object(); }
+};
+
+std::optional<RowHead> read_row_head(std::string_view text) {
+  RowHead head;
   json::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec || !parsed.is_object()) return std::nullopt;
-  const json::object& o = parsed.get_object();
+  head.parsed = json::parse(text, ec);
+  if (ec || !head.parsed.is_object()) return std::nullopt;
+  const json::object& o = head.parsed.get_object();
   auto conv = string_of(o.if_contains("conv"));
   auto id = string_of(o.if_contains("id"));
   auto state_name = string_of(o.if_contains("state"));
   std::optional<RowState> state = state_name ? row_state_from_string(*state_name) : std::nullopt;
   if (!conv || !id || !state) return std::nullopt;
+  head.conv = std::move(*conv);
+  head.id = std::move(*id);
+  head.state = *state;
+  return head;
+}
+
+}  // namespace
+
+std::optional<Row> row_from_json(std::string_view text) {
+  auto head = read_row_head(text);
+  if (!head) return std::nullopt;
+  const json::object& o = head->object();
   Row row;
-  row.conv = *conv;
-  row.id = *id;
-  row.state = state;
+  row.conv = std::move(head->conv);
+  row.id = std::move(head->id);
+  row.state = head->state;
   if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) row.seq = static_cast<Seq>(*seq);
   row.from = string_of(o.if_contains("from")).value_or("");
   // The body as written in `text` (JSON that just parsed), not re-serialized.
@@ -233,19 +256,13 @@ std::string row_event_json(const RowEvent& e) {
 }
 
 std::optional<RowEvent> row_event_from_json(std::string_view text) {
-  json::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec || !parsed.is_object()) return std::nullopt;
-  const json::object& o = parsed.get_object();
-  auto conv = string_of(o.if_contains("conv"));
-  auto id = string_of(o.if_contains("id"));
-  auto state_name = string_of(o.if_contains("state"));
-  std::optional<RowState> state = state_name ? row_state_from_string(*state_name) : std::nullopt;
-  if (string_of(o.if_contains("type")) != "row" || !conv || !id || !state) return std::nullopt;
+  auto head = read_row_head(text);
+  if (!head || string_of(head->object().if_contains("type")) != "row") return std::nullopt;
+  const json::object& o = head->object();
   RowEvent e;
-  e.conv = *conv;
-  e.id = *id;
-  e.state = *state;
+  e.conv = std::move(head->conv);
+  e.id = std::move(head->id);
+  e.state = head->state;
   if (const json::value* own = o.if_contains("own"); own && own->is_bool()) e.own = own->get_bool();
   if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) e.seq = static_cast<Seq>(*seq);
   e.error = error_from(o.if_contains("error"));
