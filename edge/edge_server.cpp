@@ -92,7 +92,9 @@ Status EdgeServer::start() {
                                      options_.max_frame + 1, 0, this, 0});
   protocols_.push_back(lws_protocols{nullptr, nullptr, 0, 0, 0, nullptr, 0});
 
-  mime_mjs_ = lws_protocol_vhost_options{nullptr, nullptr, ".mjs", "text/javascript"};
+  // The web app's manifest (web/manifest.webmanifest); lws does not know the extension.
+  static constexpr lws_protocol_vhost_options kMimeWebManifest{nullptr, nullptr, ".webmanifest", "application/manifest+json"};
+  mime_mjs_ = lws_protocol_vhost_options{&kMimeWebManifest, nullptr, ".mjs", "text/javascript"};
   mime_wasm_ = lws_protocol_vhost_options{&mime_mjs_, nullptr, ".wasm", "application/wasm"};
 
   std::memset(&mount_root_, 0, sizeof mount_root_);
