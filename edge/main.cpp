@@ -9,6 +9,7 @@
 
 #include "edge_log.h"
 #include "edge_server.h"
+#include "install_layout.h"
 #include "jwt_authenticator.h"
 #include "lmdb_log_store.h"
 
@@ -42,8 +43,12 @@ int main(int argc, char** argv) {
   using waymark::Status;
   using waymark::TimeMs;
   EdgeOptions options;
-  options.web_dir = WAYMARK_DEFAULT_WEB_DIR;
-  options.sdk_dir = WAYMARK_DEFAULT_SDK_DIR;
+  // Installed (P/bin/waymark-edge next to P/share/waymark/web): the prefix's web app and SDK;
+  // otherwise the build's defaults. --web and --sdk override either.
+  StaticDirs static_dirs =
+      default_static_dirs(executable_path(argv[0]), WAYMARK_DEFAULT_WEB_DIR, WAYMARK_DEFAULT_SDK_DIR);
+  options.web_dir = static_dirs.web_dir;
+  options.sdk_dir = static_dirs.sdk_dir;
   std::string listen = "127.0.0.1:8080";
   std::string log_level = "info";
   std::string secret_file;
