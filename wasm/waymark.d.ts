@@ -5,8 +5,15 @@
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export interface ConnectOptions {
-  /** WebSocket URL of the edge; default ws(s)://<location.host>/ws. */
-  url?: string;
+  /**
+   * WebSocket URL of the edge; default ws(s)://<location.host>/ws. A list of URLs is failover:
+   * the first connection goes to the first URL, and each new connection after a lost or failed
+   * one goes to the next URL of the list (round robin, wrapping around). When to reconnect
+   * stays the core's (backoff with jitter, the outbox resent with the same ids); the list only
+   * picks where. One URL behaves exactly as a string. Tabs share a session when they list the
+   * same URLs, in any order.
+   */
+  url?: string | readonly string[];
   /** The token for hello (`dev:<user>` against an edge started with --dev). */
   token?: string;
   /** Sent in hello as `device`; informational, at most 128 chars. */
@@ -90,6 +97,8 @@ export interface ConnectionEvent {
    * For display: to act on a refused token, read `needsToken`.
    */
   reason: string;
+  /** connecting and online: the edge URL of this connection (one of ConnectOptions.url). */
+  url?: string;
   /**
    * Offline because the edge refused the token (err unauthorized, bye token_expired, close
    * 4001): no reconnect with it happens by itself. With getToken a new one is being asked
@@ -122,8 +131,10 @@ export interface HistoryPage {
 }
 
 export interface WaymarkClient {
-  /** The edge's WebSocket URL in use. */
+  /** The edge's WebSocket URL of the current (or last) connection; before any, the first URL. */
   readonly url: string;
+  /** Every URL given to connect(), in the order they are tried (one element for a string). */
+  readonly urls: readonly string[];
   /** The user the edge welcomed (remembered across reloads; "" before the first welcome). */
   readonly user: string;
   /** Whether this tab owns the session and socket ('leader') or forwards to the tab that does. */

@@ -76,6 +76,23 @@ function defaultUrl() {
   return `${secure ? 'wss' : 'ws'}://${globalThis.location?.host ?? '127.0.0.1'}/ws`;
 }
 
+// connect()'s `url`: one URL or a list of them (failover). Returns the list, in order.
+function edgeUrls(url) {
+  if (url === undefined || url === null) return [defaultUrl()];
+  const urls = Array.isArray(url) ? url : [url];
+  if (!urls.length || urls.some((entry) => typeof entry !== 'string' || !entry)) {
+    throw new Error('connect: url must be a WebSocket URL or a non-empty list of them');
+  }
+  return [...urls];
+}
+
+// The part of the storage scope (IndexedDB, the lock, the BroadcastChannel) that names the
+// edges: the URL itself for one, as before; for a list the distinct URLs in sorted order, so
+// tabs that list the same edges in another order (to spread their load) share one session.
+function edgesKey(urls) {
+  return urls.length === 1 ? urls[0] : [...new Set(urls)].sort().join(' ');
+}
+
 function errorFrom(error) {
   const failure = new Error(error?.msg ?? error?.message ?? 'failed');
   if (error?.code) failure.code = error.code;
@@ -163,7 +180,12 @@ async function loadScope(db, scope) {
 
 class WaymarkClient {
   constructor(options) {
-    this.url = options.url ?? defaultUrl();
+    // Failover: each new socket the core asks for goes to the next URL of the list (round
+    // robin), so after a lost or failed connection the next attempt tries the next edge. When to
+    // reconnect stays the core's (its backoff); the host only picks where.
+    this._urls = edgeUrls(options.url);
+    this._urlTurn = 0;              // how many sockets the leader opened: the next URL's turn
+    this._urlInUse = this._urls[0]; // the URL of the current (or last) socket
     this._token = options.token;
     this._device = options.device ?? '';
     this._getToken = options.getToken ?? null;
@@ -197,7 +219,7 @@ class WaymarkClient {
     if (!this._token && this._getToken) this._token = await this._getToken();
     if (!this._token) throw new Error('connect: a token (or getToken) is required');
     // A JWT rotates (getToken) while its user stays: the core keys it by tenant and subject.
-    this._scope = `${this.url}|${core.localIdentityKey(this._token)}`;
+    this._scope = `${edgesKey(this._urls)}|${core.localIdentityKey(this._token)}`;
     this._db = await openDatabase();
     const stored = await loadScope(this._db, this._scope);
     this._status.user = stored.record?.user ?? '';
@@ -342,6 +364,11 @@ class WaymarkClient {
     if (!this._session) return;
     for (const action of JSON.parse(this._session.takeIo())) this._perform(action);
     const events = JSON.parse(this._session.takeEvents());
+    // Which edge: connecting and online name the URL of the socket just opened (also for the
+    // follower tabs, which get these events as they are).
+    for (const event of events) {
+      if (event.type === 'connection' && event.state !== 'offline') event.url = this._urlInUse;
+    }
     if (events.length) {
       const changed = this._apply(events);
       for (const conv of changed) this._dirtyConvs.add(conv);
@@ -380,9 +407,12 @@ class WaymarkClient {
   }
 
   _openSocket(conn) {
+    const url = this._urls[this._urlTurn % this._urls.length];
+    this._urlTurn += 1;
+    this._urlInUse = url;
     let socket;
     try {
-      socket = new WebSocket(this.url, SUBPROTOCOL);
+      socket = new WebSocket(url, SUBPROTOCOL);
     } catch {
       setTimeout(() => this._socketClosed(conn, null, -1), 0);  // a bad url: report it as a close
       return;
@@ -499,6 +529,10 @@ class WaymarkClient {
           if (this._session) this._status.user = this._session.user() || this._status.user;
           const connection = { state: event.state, nextRetryAt: event.nextRetryAt, reason: event.reason };
           if (event.needsToken) connection.needsToken = true;
+          if (event.url) {
+            this._urlInUse = event.url;
+            connection.url = event.url;
+          }
           this._emit('connection', connection);
           break;
         }
@@ -855,6 +889,16 @@ class WaymarkClient {
   }
 
   // ---- the public API ----
+
+  // The edge URL of the current (or last) connection; the first of the list before any.
+  get url() {
+    return this._urlInUse;
+  }
+
+  // Every edge URL given to connect(), in the order they are tried.
+  get urls() {
+    return [...this._urls];
+  }
 
   get user() {
     return (this._session && this._session.user()) || this._status.user;
