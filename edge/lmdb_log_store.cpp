@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::size_t kSeqBytes = 8;
 constexpr std::size_t kReceiptBytes = 2 * kSeqBytes;
-constexpr unsigned kNamedDatabases = 8;  // log, ids, receipts, heads, audit; room to grow
+constexpr unsigned kNamedDatabases = 8;  // log, ids, receipts, heads, audit, staged, dead; room to grow
+const std::string kStageCounterKey(1, '\0');  // sorts before every (tenant, conv, id) key
 // Read/write by the node's user only: the log holds tenants' messages.
 constexpr mdb_mode_t kFileMode = 0600;
 
@@ -297,6 +298,54 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     return put_value(store_.dbis_.audit, "mdb_put(audit)", encode_seq(last + 1), record, MDB_APPEND);
   }
 
+  Result<std::optional<std::string>> staged(std::string_view tenant, std::string_view conv,
+                                            std::string_view id) override {
+    auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
+    if (!key.ok()) return key.error();
+    std::optional<std::string> value;
+    if (int rc = get_copy(txn_, store_.dbis_.staged, key.value(), value)) return fail("mdb_get(staged)", rc);
+    if (!value) return value;
+    if (value->size() < kSeqBytes) return corrupt("staged", value->size());
+    return std::optional<std::string>(value->substr(kSeqBytes));
+  }
+
+  Status put_staged(std::string_view tenant, std::string_view conv, std::string_view id,
+                    std::string_view frame) override {
+    auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
+    if (!key.ok()) return key.error();
+    std::optional<std::string> counter;
+    if (int rc = get_copy(txn_, store_.dbis_.staged, kStageCounterKey, counter))
+      return fail("mdb_get(staged)", rc);
+    std::uint64_t number = 1;
+    if (counter) {
+      auto last = decode_seq(*counter, "staged");
+      if (!last.ok()) return last.error();
+      number = last.value() + 1;
+    }
+    std::string numbered = encode_seq(number);
+    if (Status put = put_value(store_.dbis_.staged, "mdb_put(staged)", kStageCounterKey, numbered, 0);
+        !put.ok())
+      return put;
+    numbered.append(frame);
+    return put_value(store_.dbis_.staged, "mdb_put(staged)", key.value(), numbered, MDB_NOOVERWRITE);
+  }
+
+  Status erase_staged(std::string_view tenant, std::string_view conv, std::string_view id) override {
+    auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
+    if (!key.ok()) return key.error();
+    MDB_val k = as_val(key.value());
+    int rc = mdb_del(txn_, store_.dbis_.staged, &k, nullptr);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return fail("mdb_del(staged)", rc);
+    return ok_status();
+  }
+
+  Status put_dead_letter(std::string_view tenant, std::string_view conv, std::string_view id,
+                         std::string_view record) override {
+    auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
+    if (!key.ok()) return key.error();
+    return put_value(store_.dbis_.dead, "mdb_put(dead)", key.value(), record, 0);
+  }
+
  private:
   Error fail(std::string_view call, int rc) {
     if (rc == MDB_MAP_FULL) map_full_ = true;
@@ -405,7 +454,8 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
     if (int rc = mdb_txn_begin(env, nullptr, 0, &txn)) return lmdb_error("mdb_txn_begin", rc);
     const std::pair<const char*, MDB_dbi*> named[] = {
         {"log", &dbis.log},     {"ids", &dbis.ids},     {"receipts", &dbis.receipts},
-        {"heads", &dbis.heads}, {"audit", &dbis.audit}};
+        {"heads", &dbis.heads}, {"audit", &dbis.audit}, {"staged", &dbis.staged},
+        {"dead", &dbis.dead}};
     for (const auto& [name, dbi] : named) {
       if (int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) {
         mdb_txn_abort(txn);
@@ -592,6 +642,38 @@ Result<ReceiptCursors> LmdbLogStore::receipts(std::string_view tenant, std::stri
     return lmdb_error("mdb_get(receipts)", rc);
   if (!value) return ReceiptCursors{};
   return decode_receipts(*value);
+}
+
+Result<std::vector<StagedMessage>> LmdbLogStore::staged_messages() {
+  auto begun = begin(MDB_RDONLY);
+  if (!begun.ok()) return begun.error();
+  Txn txn = std::move(begun).value();
+  CursorCloser closer;  // after txn: closed first
+  if (int rc = mdb_cursor_open(txn.get(), dbis_.staged, &closer.cursor))
+    return lmdb_error("mdb_cursor_open(staged)", rc);
+  std::vector<std::pair<std::uint64_t, StagedMessage>> numbered;
+  MDB_val key{}, data{};
+  int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_FIRST);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT)) {
+    std::string_view k = as_view(key), v = as_view(data);
+    if (k == kStageCounterKey) continue;
+    if (v.size() < kSeqBytes) return corrupt("staged", v.size());
+    // tenant \0 conv \0 id
+    std::size_t first = k.find('\0'), second = first == std::string_view::npos ? first : k.find('\0', first + 1);
+    if (second == std::string_view::npos) return corrupt("staged key", k.size());
+    numbered.push_back({get_be64(v.substr(0, kSeqBytes)),
+                        StagedMessage{std::string(k.substr(0, first)),
+                                      std::string(k.substr(first + 1, second - first - 1)),
+                                      std::string(k.substr(second + 1)),
+                                      std::string(v.substr(kSeqBytes))}});
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(staged)", rc);
+  std::sort(numbered.begin(), numbered.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<StagedMessage> out;
+  out.reserve(numbered.size());
+  for (auto& entry : numbered) out.push_back(std::move(entry.second));
+  return out;
 }
 
 // ---- housekeeping ----------------------------------------------------------------------

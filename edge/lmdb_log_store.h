@@ -65,6 +65,7 @@ class LmdbLogStore final : public LogStore {
                                                 Seq after, std::uint32_t limit) override;
   Result<ReceiptCursors> receipts(std::string_view tenant, std::string_view user,
                                   std::string_view conv) override;
+  Result<std::vector<StagedMessage>> staged_messages() override;
 
   // Runs body in one LMDB write transaction and commits it durably if body returns ok.
   // REQUIRES: body uses only the LogTxn it is given (not this store's reader methods), and is
@@ -86,6 +87,10 @@ class LmdbLogStore final : public LogStore {
     MDB_dbi receipts = 0;
     MDB_dbi heads = 0;
     MDB_dbi audit = 0;   // 8-byte big-endian record number -> audit record (JSON)
+    // A relay's staged sends: (tenant, conv, id) -> 8-byte big-endian stage number + frame;
+    // the key "\0" holds the last stage number handed out.
+    MDB_dbi staged = 0;
+    MDB_dbi dead = 0;    // (tenant, conv, id) -> dead letter record (JSON)
   };
   class Txn;       // an MDB_txn and the map lock it holds; defined in the .cpp
   class WriteTxn;  // the LogTxn over a write Txn

@@ -1,6 +1,8 @@
 // The access rule (Identity::may_access), token claims, and dev-mode tokens.
 #include "waymark/auth.h"
 
+#include <algorithm>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <cmath>
@@ -126,6 +128,29 @@ bool is_valid_tenant_name(std::string_view tenant) {
   return true;
 }
 
+bool is_valid_node_name(std::string_view node) { return is_valid_tenant_name(node); }
+
+bool Identity::may_relay_for(std::string_view tenant) const {
+  if (!node) return false;
+  return std::find(relay_tenants.begin(), relay_tenants.end(), tenant) != relay_tenants.end();
+}
+
+// exp (required, not past) and nbf (optional, not in the future), into identity.expires_at.
+static std::optional<Error> read_validity(const boost::json::object& claims, TimeMs now, Identity& identity) {
+  const boost::json::value* exp = claims.if_contains("exp");
+  if (!exp) return claim_error("exp", "is missing");
+  auto expires_at = numeric_date_ms(*exp);
+  if (!expires_at) return claim_error("exp", "must be an integer NumericDate (seconds)");
+  if (*expires_at <= now) return make_error(ErrorCode::unauthorized, "token: expired");
+  identity.expires_at = expires_at;
+  if (const boost::json::value* nbf = claims.if_contains("nbf")) {
+    auto not_before = numeric_date_ms(*nbf);
+    if (!not_before) return claim_error("nbf", "must be an integer NumericDate (seconds)");
+    if (*not_before > now) return make_error(ErrorCode::unauthorized, "token: not valid yet (nbf)");
+  }
+  return std::nullopt;
+}
+
 Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) {
   boost::json::error_code ec;
   boost::json::value parsed = boost::json::parse(claims_json, ec);
@@ -133,8 +158,31 @@ Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) 
   const boost::json::object& claims = parsed.get_object();
   Identity identity;
 
+  if (const boost::json::value* node = claims.if_contains("node")) {
+    if (!node->is_bool()) return claim_error("node", "must be true or false");
+    identity.node = node->get_bool();
+  }
   const boost::json::value* sub = claims.if_contains("sub");
   if (!sub) return claim_error("sub", "is missing");
+  if (identity.node) {
+    if (!sub->is_string() || !is_valid_node_name(sub->get_string()))
+      return claim_error("sub", "of a node token must be 1-64 chars of [A-Za-z0-9._-]");
+    identity.user = std::string(sub->get_string());
+    const boost::json::value* tnts = claims.if_contains("tnts");
+    if (!tnts) return claim_error("tnts", "is missing (a node token names the tenants it relays for)");
+    if (!tnts->is_array() || tnts->get_array().empty())
+      return claim_error("tnts", "must be a non-empty array of tenant names");
+    for (const boost::json::value& entry : tnts->get_array()) {
+      if (!entry.is_string() || !is_valid_tenant_name(entry.get_string()))
+        return claim_error("tnts", "must be a non-empty array of tenant names");
+      identity.relay_tenants.emplace_back(entry.get_string());
+    }
+  }
+  if (identity.node) {
+    if (auto problem = read_validity(claims, now, identity)) return *problem;
+    identity.all_convs = true;  // within the tenant of each link; the relay checked its users
+    return identity;
+  }
   if (!sub->is_string() || !is_valid_user_name(sub->get_string()))
     return claim_error("sub", "must be 1-64 chars of [A-Za-z0-9._@-]");
   identity.user = std::string(sub->get_string());
@@ -145,18 +193,7 @@ Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) 
     return claim_error("tnt", "must be 1-64 chars of [A-Za-z0-9._-]");
   identity.tenant = std::string(tnt->get_string());
 
-  const boost::json::value* exp = claims.if_contains("exp");
-  if (!exp) return claim_error("exp", "is missing");
-  auto expires_at = numeric_date_ms(*exp);
-  if (!expires_at) return claim_error("exp", "must be an integer NumericDate (seconds)");
-  if (*expires_at <= now) return make_error(ErrorCode::unauthorized, "token: expired");
-  identity.expires_at = expires_at;
-
-  if (const boost::json::value* nbf = claims.if_contains("nbf")) {
-    auto not_before = numeric_date_ms(*nbf);
-    if (!not_before) return claim_error("nbf", "must be an integer NumericDate (seconds)");
-    if (*not_before > now) return make_error(ErrorCode::unauthorized, "token: not valid yet (nbf)");
-  }
+  if (auto problem = read_validity(claims, now, identity)) return *problem;
 
   const boost::json::value* convs = claims.if_contains("convs");
   if (!convs) return claim_error("convs", "is missing");
@@ -175,6 +212,19 @@ Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) 
 }
 
 Result<Identity> DevAuthenticator::authenticate(std::string_view token, TimeMs) {
+  constexpr std::string_view kNodePrefix = "dev-node:";
+  if (token.substr(0, kNodePrefix.size()) == kNodePrefix) {
+    std::string_view node = token.substr(kNodePrefix.size());
+    if (!is_valid_node_name(node))
+      return make_error(ErrorCode::unauthorized, "token: node must be 1-64 chars of [A-Za-z0-9._-]");
+    Identity identity;
+    identity.tenant = "dev";
+    identity.user = std::string(node);
+    identity.all_convs = true;
+    identity.node = true;
+    identity.relay_tenants = {"dev"};
+    return identity;
+  }
   constexpr std::string_view kPrefix = "dev:";
   if (token.substr(0, kPrefix.size()) != kPrefix)
     return make_error(ErrorCode::unauthorized, "token: dev mode expects dev:<user>");

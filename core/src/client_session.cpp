@@ -289,6 +289,8 @@ void ClientSession::on_open(ConnectionId connection, TimeMs now) {
   Hello hello;
   hello.token = token_;
   hello.device = device_;
+  hello.provisional = config_.provisional && !config_.relay;
+  hello.relay = config_.relay;
   for (auto& [conv, c] : conversations_) {
     if (!c.wanted) continue;
     hello.subs.push_back(SubRequest{conv, c.cursor, std::nullopt});
@@ -402,10 +404,16 @@ void ClientSession::handle(const Welcome& frame, TimeMs now) {
   heartbeat_ms_ = std::max<TimeMs>(frame.hb, 1);
   max_frame_ = static_cast<std::size_t>(std::max<std::int64_t>(frame.max_frame, 1));
   token_attempts_ = 0;  // the token works: a later refusal asks for a new one at once
-  emit(ConnectionEvent{ConnectionState::online, std::nullopt, {}});
+  ConnectionEvent online{ConnectionState::online, std::nullopt, {}};
+  online.path = frame.path;
+  emit(std::move(online));
   // Subscriptions made after the hello went out are sent now.
   for (auto& [conv, c] : conversations_)
     if (c.wanted && !c.requested) send_sub(conv, c);
+  for (const auto& [key, seq] : relayed_receipts_) {
+    const auto& [conv, user, kind] = key;
+    write(Rcpt{conv, seq, kind, std::nullopt, std::nullopt, user});
+  }
 }
 
 void ClientSession::handle(const Msg& frame, TimeMs now) { accept_msg(frame, now); }
@@ -443,6 +451,7 @@ void ClientSession::deliver(Conversation& c, Msg msg, TimeMs now) {
   emit(MessageEvent{std::move(msg), own});
   emit(CursorEvent{conv, seq});
   mark_state_changed();
+  if (config_.relay) return;  // a relay link keeps no rows or unread counts
   if (own) {
     // Rows acked on this session already said "sequenced"; own messages from the user's
     // other devices appear here first.
@@ -586,8 +595,20 @@ void ClientSession::handle(const Nack& frame, TimeMs now) {
 }
 
 void ClientSession::handle(const Rcpt& frame, TimeMs now) {
+  if (!relayed_receipts_.empty() && frame.user) {  // the root has it: stop passing it on
+    for (ReceiptKind kind : {ReceiptKind::delivered, ReceiptKind::read}) {
+      if (kind == ReceiptKind::read && frame.kind != ReceiptKind::read) continue;
+      auto pending = relayed_receipts_.find({frame.conv, *frame.user, kind});
+      if (pending != relayed_receipts_.end() && pending->second <= frame.seq)
+        relayed_receipts_.erase(pending);
+    }
+  }
   auto it = conversations_.find(frame.conv);
   if (it == conversations_.end() || !it->second.wanted || !frame.user) return;
+  if (config_.relay) {
+    emit(ReceiptEvent{frame.conv, *frame.user, frame.seq, frame.kind});
+    return;
+  }
   Conversation& c = it->second;
   emit(ReceiptEvent{frame.conv, *frame.user, frame.seq, frame.kind});
   if (*frame.user == user_) {
@@ -715,6 +736,31 @@ void ClientSession::set_read_cursor(const std::string& conv, Conversation& c, Se
   if (changed) emit(UnreadEvent{conv, c.unread.size()});
 }
 
+void ClientSession::pass_receipt(const std::string& conv, const std::string& user,
+                                 ReceiptKind kind, Seq seq) {
+  auto key = std::make_tuple(conv, user, kind);
+  auto it = relayed_receipts_.find(key);
+  if (it != relayed_receipts_.end() && it->second >= seq) return;
+  if (it == relayed_receipts_.end() && relayed_receipts_.size() >= config_.max_relayed_receipts)
+    relayed_receipts_.erase(relayed_receipts_.begin());  // bounded; the newest matter most
+  relayed_receipts_[key] = seq;
+  if (phase_ == Phase::online) write(Rcpt{conv, seq, kind, std::nullopt, std::nullopt, user});
+}
+
+void ClientSession::pass_typing(const std::string& conv, const std::string& user, bool on) {
+  if (phase_ == Phase::online) write(Typing{conv, on, std::nullopt, std::nullopt, user});
+}
+
+void ClientSession::rewind(const std::string& conv, Seq after, TimeMs) {
+  auto it = conversations_.find(conv);
+  if (it == conversations_.end() || !it->second.wanted) return;
+  Conversation& c = it->second;
+  c.cursor = after;
+  c.pending.clear();
+  c.gap_rid.reset();
+  if (phase_ == Phase::online) send_sub(conv, c);
+}
+
 void ClientSession::set_typing(const std::string& conv, bool on, TimeMs) {
   if (phase_ == Phase::online && is_valid_conv(conv))
     write(Typing{conv, on, std::nullopt, std::nullopt});
@@ -823,7 +869,8 @@ std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs n
 }
 
 bool ClientSession::requeue(const std::string& conv, const std::string& id, JsonText body,
-                            TimeMs cts, std::string trace, TimeMs now) {
+                            TimeMs cts, std::string trace, TimeMs now,
+                            std::optional<std::string> as) {
   if (!is_valid_conv(conv) || !is_valid_message_id(id) || !is_valid_traceparent(trace)) return false;
   if (find_outbox(conv, id) != outbox_.end()) return false;
   Result<JsonText> checked = parse_json_text(body.text);
@@ -834,6 +881,7 @@ bool ClientSession::requeue(const std::string& conv, const std::string& id, Json
   entry.body = std::move(checked).value();
   entry.cts = cts;
   entry.trace = std::move(trace);
+  entry.as = std::move(as);
   RowEvent row;
   row.conv = conv;
   row.id = id;
@@ -883,7 +931,7 @@ void ClientSession::pump_outbox(TimeMs now) {
       continue;
     }
     std::string text =
-        serialize(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt});
+        serialize(Send{entry.conv, entry.id, entry.body, entry.cts, entry.trace, std::nullopt, entry.as});
     if (auto too_large = check_frame_size(text.size(), max_frame_)) {
       // Queued under a larger limit than this welcome's: the edge would close with 1009 on
       // every reconnect, so it fails here as send() would have failed it.
@@ -921,6 +969,7 @@ void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
   if (it == conversations_.end()) return;
   Conversation& c = it->second;
   c.known_head = std::max(c.known_head, *seq);
+  if (config_.relay) return;  // its sends are other users' rows, not its own
   if (!c.cursor || *seq > *c.cursor) c.acked_undelivered.insert(*seq);
   track_own_row(c, *seq, id);
   apply_others_receipt(conv, c, now);

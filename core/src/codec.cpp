@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "json_scan.h"
+#include "waymark/auth.h"
 #include "waymark/identifiers.h"
 
 namespace json = boost::json;
@@ -156,6 +157,13 @@ class FieldReader {
 
   std::string user(std::string_view key = "user") { return string(key); }
 
+  // A relay link's "as": the user name it speaks for (auth.h's rule).
+  std::optional<std::string> as_user() {
+    std::optional<std::string> value = opt_string("as");
+    if (value && !error && !is_valid_user_name(*value)) fail("as", "must be 1-64 chars of [A-Za-z0-9._@-]");
+    return value;
+  }
+
   // A message body: any JSON value with finite numbers, kept as the text it was sent as.
   JsonText body() {
     const json::value* v = find("body");
@@ -247,6 +255,25 @@ Result<Frame> parse_hello(FieldReader& r) {
       }
     }
   }
+  if (!r.error) f.provisional = r.opt_bool("provisional").value_or(false);
+  if (const json::value* relay = r.find("relay"); relay && !r.error) {
+    if (!relay->is_object()) {
+      r.fail("relay", "must be an object with node and tenant");
+    } else {
+      FieldReader relay_reader(relay->get_object(), {}, "relay.");
+      RelayHello hello;
+      hello.node = relay_reader.string("node");
+      if (!relay_reader.error && !is_valid_node_name(hello.node))
+        relay_reader.fail("node", kNodeNameRule);
+      hello.tenant = relay_reader.string("tenant");
+      if (!relay_reader.error && !is_valid_tenant_name(hello.tenant))
+        relay_reader.fail("tenant", kNodeNameRule);
+      if (relay_reader.error)
+        r.error = relay_reader.error;
+      else
+        f.relay = std::move(hello);
+    }
+  }
   return finish(r, std::move(f));
 }
 
@@ -283,6 +310,7 @@ Result<Frame> parse_send(FieldReader& r) {
   f.body = r.body();
   f.cts = r.opt_integer("cts", 0);
   f.trace = r.trace();
+  f.as = r.as_user();
   return finish(r, std::move(f));
 }
 
@@ -300,6 +328,7 @@ Result<Frame> parse_rcpt(FieldReader& r, Direction direction) {
   f.seq = r.seq("seq", 1);
   f.kind = r.receipt_kind();
   if (direction == Direction::from_edge) f.user = r.user();
+  if (direction == Direction::from_client) f.as = r.as_user();
   return finish(r, std::move(f));
 }
 
@@ -309,6 +338,7 @@ Result<Frame> parse_typing(FieldReader& r, Direction direction) {
   f.conv = r.conv();
   f.on = r.boolean("on");
   if (direction == Direction::from_edge) f.user = r.user();
+  if (direction == Direction::from_client) f.as = r.as_user();
   return finish(r, std::move(f));
 }
 
@@ -323,6 +353,19 @@ Result<Frame> parse_welcome(FieldReader& r) {
   f.ts = r.integer("ts", 0);
   f.hb = r.integer("hb", 1);
   f.max_frame = r.integer("max_frame", 1);
+  if (const json::value* path = r.find("path"); path && !r.error) {
+    if (!path->is_array()) {
+      r.fail("path", "must be an array of node names");
+    } else {
+      for (const json::value& node : path->get_array()) {
+        if (!node.is_string() || !is_valid_node_name(node.get_string())) {
+          r.fail("path", "must be an array of node names");
+          break;
+        }
+        f.path.emplace_back(node.get_string());
+      }
+    }
+  }
   return finish(r, std::move(f));
 }
 
@@ -330,6 +373,8 @@ std::optional<Msg> read_msg(FieldReader& r) {
   Msg m;
   m.conv = r.conv();
   m.seq = r.opt_seq("seq", 1);
+  m.provisional = r.opt_bool("prov").value_or(false);
+  if (!r.error && m.provisional && m.seq) r.fail("prov", "a provisional msg has no seq");
   m.id = r.message_id();
   m.from = r.user("from");
   m.ts = r.integer("ts", 0);
@@ -498,6 +543,7 @@ std::string serialize_msg(const Msg& m) {
   o["t"] = "msg";
   o["conv"] = m.conv;
   if (m.seq) o["seq"] = *m.seq;
+  if (m.provisional) o["prov"] = true;
   o["id"] = m.id;
   o["from"] = m.from;
   o["ts"] = m.ts;
@@ -512,6 +558,7 @@ std::string serialize_send(const Send& f) {
   json::object o{{"t", "send"}, {"conv", f.conv}, {"id", f.id}};
   if (f.cts) o["cts"] = *f.cts;
   if (f.trace) o["trace"] = *f.trace;
+  if (f.as) o["as"] = *f.as;
   put_rid(o, f.rid);
   std::string text = json::serialize(o);
   append_raw_member(text, "body", f.body.text);
@@ -536,6 +583,8 @@ struct ToJson {
       for (const auto& s : f.subs) subs.push_back(sub_object(s));
       o["subs"] = std::move(subs);
     }
+    if (f.provisional) o["provisional"] = true;
+    if (f.relay) o["relay"] = json::object{{"node", f.relay->node}, {"tenant", f.relay->tenant}};
     put_rid(o, f.rid);
     return o;
   }
@@ -569,6 +618,7 @@ struct ToJson {
     if (f.user) o["user"] = *f.user;
     o["seq"] = f.seq;
     o["kind"] = to_string(f.kind);
+    if (f.as) o["as"] = *f.as;
     put_rid(o, f.rid);
     return o;
   }
@@ -576,12 +626,18 @@ struct ToJson {
     json::object o{{"t", "typing"}, {"conv", f.conv}};
     if (f.user) o["user"] = *f.user;
     o["on"] = f.on;
+    if (f.as) o["as"] = *f.as;
     put_rid(o, f.rid);
     return o;
   }
   json::object operator()(const Welcome& f) const {
     json::object o{{"t", "welcome"}, {"session", f.session}, {"node", f.node}, {"user", f.user},
                    {"ts", f.ts}, {"hb", f.hb}, {"max_frame", f.max_frame}};
+    if (!f.path.empty()) {
+      json::array path;
+      for (const auto& node : f.path) path.emplace_back(node);
+      o["path"] = std::move(path);
+    }
     put_rid(o, f.rid);
     return o;
   }

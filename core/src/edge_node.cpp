@@ -36,7 +36,9 @@ TimeMs shutdown_retry_min(const EdgeConfig& config, RandomSource& random) {
 
 EdgeNode::EdgeNode(EdgeConfig config, LogReader& reader, Authenticator& auth,
                    RandomSource& random)
-    : config_(std::move(config)), reader_(reader), auth_(auth), random_(random) {}
+    : config_(std::move(config)), reader_(reader), auth_(auth), random_(random) {
+  path_.push_back(config_.node);
+}
 
 std::vector<EdgeOutput> EdgeNode::take_outputs() {
   std::vector<EdgeOutput> out;
@@ -126,7 +128,8 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
     close(conn, c, close_code::unauthorized, "unauthorized");
     return;
   }
-  if (c.identity && !admit_frame(conn, c, &frame, rid_of(frame), now)) return;
+  // A relay connection carries many users' frames: their own edge limited each of them.
+  if (c.identity && !c.identity->node && !admit_frame(conn, c, &frame, rid_of(frame), now)) return;
   std::visit(Overloaded{
                  [&](Hello& f) { handle(conn, c, std::move(f), now); },
                  [&](Sub& f) { handle(conn, c, std::move(f), now); },
@@ -164,6 +167,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
     close(conn, c, close_code::unauthorized, "unauthorized");
     return;
   }
+  if (!hello_relay(conn, c, frame, identity.value(), now)) return;
   std::uint32_t& user_connections =
       user_connections_[{identity.value().tenant, identity.value().user}];
   if (config_.max_conns_per_user > 0 && user_connections >= config_.max_conns_per_user) {
@@ -182,6 +186,8 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   ++user_connections;
   c.counted = true;
   c.identity = std::move(identity).value();
+  c.provisional = frame.provisional;
+  if (frame.relay) c.relay_node = frame.relay->node;
   set_deadline(conn, c, c.identity->expires_at.value_or(0));
   Welcome welcome;
   welcome.session = make_hex_token(random_, 32);
@@ -191,6 +197,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   welcome.hb = config_.heartbeat_ms;
   welcome.max_frame = static_cast<std::int64_t>(config_.max_frame);
   welcome.rid = frame.rid;
+  if (c.relay_node) welcome.path = path_;
   write_frame(conn, welcome);
   for (const SubRequest& request : frame.subs) {
     if (check_access(conn, c, request.conv, "hello", std::nullopt, now))
@@ -253,6 +260,8 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
+  std::optional<std::string> from = acting_user(conn, c, frame.as, "send", frame.rid, now);
+  if (!from) return;
   if (!c.identity->may_access(frame.conv)) {
     AuditRecord record = audit_of(c, "forbidden", now);
     record.conv = frame.conv;
@@ -271,16 +280,82 @@ void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
   append.tenant = c.identity->tenant;
   append.msg.conv = frame.conv;
   append.msg.id = frame.id;
-  append.msg.from = c.identity->user;
+  append.msg.from = std::move(*from);
   append.msg.ts = now;
   append.msg.cts = frame.cts;
   append.msg.trace = frame.trace ? std::move(frame.trace) : make_traceparent(random_);
   append.msg.body = std::move(frame.body);
+  append.stage = config_.relay;
 
-  std::uint64_t ticket = next_ticket_++;
-  pending_[ticket] = PendingWrite{conn, frame.rid, append.tenant, frame.conv, frame.id, true, {},
-                                  ReceiptKind::read};
-  outputs_.push_back(EdgePersist{WriteRequest{ticket, std::move(append)}});
+  PendingWrite pending;
+  pending.conn = conn;
+  pending.rid = frame.rid;
+  pending.tenant = append.tenant;
+  pending.conv = frame.conv;
+  pending.id = frame.id;
+  persist(WriteRequest{0, std::move(append)}, std::move(pending));
+}
+
+void EdgeNode::persist(WriteRequest request, PendingWrite pending) {
+  request.ticket = next_ticket_++;
+  pending_[request.ticket] = std::move(pending);
+  outputs_.push_back(EdgePersist{std::move(request)});
+}
+
+std::optional<std::string> EdgeNode::acting_user(ConnId conn, const Connection& c,
+                                                 const std::optional<std::string>& as,
+                                                 std::string_view frame,
+                                                 const std::optional<std::string>& rid,
+                                                 TimeMs now) {
+  if (!c.identity->node) {
+    if (!as) return c.identity->user;
+    AuditRecord record = audit_of(c, "forbidden", now);
+    record.frame = std::string(frame);
+    record.detail = "as: only a relay link speaks for another user";
+    audit(std::move(record), now);
+    send_error(conn, ErrorCode::forbidden, "as: only a relay link speaks for another user", rid);
+    return std::nullopt;
+  }
+  if (as) return *as;
+  send_error(conn, ErrorCode::invalid,
+             "as: missing (a relay link names the user each " + std::string(frame) +
+                 " speaks for)",
+             rid);
+  return std::nullopt;
+}
+
+// hello from a node token must say relay{node, tenant}, and hello.relay needs a node token
+// naming that tenant; a relay already on this node's path would close a cycle.
+bool EdgeNode::hello_relay(ConnId conn, Connection& c, const Hello& frame, Identity& identity,
+                           TimeMs now) {
+  std::optional<std::string> refusal;
+  if (identity.node && !frame.relay) {
+    refusal = "token: a node token is for a relay link (hello.relay)";
+  } else if (!identity.node && frame.relay) {
+    refusal = "token: hello.relay needs a node token";
+  } else if (frame.relay) {
+    if (frame.relay->node != identity.user) {
+      refusal = "relay.node: \"" + frame.relay->node + "\" is not the node the token names (\"" +
+                identity.user + "\")";
+    } else if (!identity.may_relay_for(frame.relay->tenant)) {
+      refusal = "relay.tenant: the node token does not name tenant \"" + frame.relay->tenant + "\"";
+    } else if (std::find(path_.begin(), path_.end(), frame.relay->node) != path_.end()) {
+      std::string path;
+      for (const auto& node : path_) path += (path.empty() ? "" : " -> ") + node;
+      refusal = "cycle: relay \"" + frame.relay->node + "\" is on this node's upstream path (" +
+                path + ")";
+    } else {
+      identity.tenant = frame.relay->tenant;
+    }
+  }
+  if (!refusal) return true;
+  AuditRecord record = audit_of(c, "auth_failed", now);
+  record.user = identity.user;
+  record.detail = *refusal;
+  audit(std::move(record), now);
+  send_error(conn, ErrorCode::unauthorized, *refusal, frame.rid);
+  close(conn, c, close_code::unauthorized, "unauthorized");
+  return false;
 }
 
 void EdgeNode::handle(ConnId conn, Connection&, Ping&& frame, TimeMs now) {
@@ -288,15 +363,24 @@ void EdgeNode::handle(ConnId conn, Connection&, Ping&& frame, TimeMs now) {
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now) {
+  std::optional<std::string> user = acting_user(conn, c, frame.as, "rcpt", frame.rid, now);
+  if (!user) return;
   if (!check_access(conn, c, frame.conv, "rcpt", frame.rid, now)) return;
-  ReceiptRequest receipt{c.identity->tenant, c.identity->user, frame.conv, frame.seq, frame.kind};
-  std::uint64_t ticket = next_ticket_++;
-  pending_[ticket] = PendingWrite{conn,  frame.rid, receipt.tenant, frame.conv, {},
-                                  false, receipt.user, frame.kind};
-  outputs_.push_back(EdgePersist{WriteRequest{ticket, std::move(receipt)}});
+  ReceiptRequest receipt{c.identity->tenant, *user, frame.conv, frame.seq, frame.kind};
+  PendingWrite pending;
+  pending.conn = conn;
+  pending.rid = frame.rid;
+  pending.tenant = receipt.tenant;
+  pending.conv = frame.conv;
+  pending.what = WriteKind::receipt;
+  pending.user = *user;
+  pending.kind = frame.kind;
+  persist(WriteRequest{0, std::move(receipt)}, std::move(pending));
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
+  std::optional<std::string> user = acting_user(conn, c, frame.as, "typing", frame.rid, now);
+  if (!user) return;
   if (!check_access(conn, c, frame.conv, "typing", frame.rid, now)) return;
   // Only "on" is limited: an "off" ends what others see, and a user who sends a message and
   // starts typing again says on, off, on within a second.
@@ -308,8 +392,10 @@ void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
     count_refusal(conn, c, now);
     return;
   }
-  Typing out{frame.conv, frame.on, c.identity->user, std::nullopt};
+  Typing out{frame.conv, frame.on, *user, std::nullopt};
   send_to_topic({c.identity->tenant, frame.conv}, out, conn);
+  if (config_.relay)
+    upstream_.push_back(UpstreamTyping{c.identity->tenant, *user, frame.conv, frame.on});
 }
 
 // ---- subscriptions ------------------------------------------------------------------------
@@ -328,8 +414,10 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
   if (!head.ok() || !receipts.ok())
     return send_error(conn, ErrorCode::unavailable, "store: cannot read \"" + request.conv + "\"", rid);
 
-  // A cursor past the head (a client that knows more than this node) replays nothing.
+  // A cursor past the head (a client that knows more than this node) replays nothing. On a
+  // relay it is also where the live msgs start: the relay's log is catching up to it.
   Seq after = std::min(request.after.value_or(head.value()), head.value());
+  Seq live_after = config_.relay ? std::max(after, request.after.value_or(0)) : after;
   std::uint32_t limit =
       std::min(request.limit.value_or(config_.replay_default), config_.replay_max);
   auto replay = reader_.read_after(tenant, request.conv, after, limit);
@@ -352,7 +440,20 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
   }
   bool more = sub.last_sent < head.value();
   sub.live = !more;  // a client still catching up gets no live msgs until it subs again
+  if (!more) sub.last_sent = std::max(sub.last_sent, live_after);
   topic.subscribers.insert(conn);
+  if (config_.relay) {
+    hold_interest(key, head.value());
+    if (c.provisional && !more) {  // then this conversation's staged sends, unsequenced
+      auto staged = reader_.staged_messages();
+      if (staged.ok())
+        for (auto& m : staged.value())
+          if (m.tenant == tenant && m.conv == request.conv) {
+            write(conn, std::move(m.frame), "msg");
+            ++counters_.provisional_deliveries;
+          }
+    }
+  }
 
   if (newly_subscribed && ++topic.present[user] == 1)
     send_to_topic(key, Presence{request.conv, user, true}, conn);
@@ -382,7 +483,10 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) 
     topic.present.erase(present);
     send_to_topic(key, Presence{conv, c.identity->user, false}, conn);
   }
-  if (topic.subscribers.empty()) topics_.erase(topic_it);
+  if (topic.subscribers.empty()) {
+    topics_.erase(topic_it);
+    if (config_.relay) release_interest(key, 0);
+  }
 }
 
 void EdgeNode::send_to_topic(const TopicKey& key, const Frame& frame, ConnId except) {
@@ -505,11 +609,23 @@ void EdgeNode::set_deadline(ConnId conn, Connection& c, TimeMs at) {
 }
 
 std::optional<TimeMs> EdgeNode::next_deadline() const {
-  if (deadlines_.empty()) return std::nullopt;
-  return deadlines_.begin()->first;
+  std::optional<TimeMs> next;
+  if (!deadlines_.empty()) next = deadlines_.begin()->first;
+  if (!interest_deadlines_.empty() && (!next || interest_deadlines_.begin()->first < *next))
+    next = interest_deadlines_.begin()->first;
+  return next;
 }
 
 void EdgeNode::on_timer(TimeMs now) {
+  while (!interest_deadlines_.empty() && interest_deadlines_.begin()->first <= now) {
+    TopicKey key = interest_deadlines_.begin()->second;
+    interest_deadlines_.erase(interest_deadlines_.begin());
+    auto it = interest_.find(key);
+    if (it == interest_.end() || it->second.linger_until == 0 || it->second.linger_until > now)
+      continue;
+    upstream_.push_back(UpstreamInterest{key.first, key.second, false, 0, false});
+    interest_.erase(it);
+  }
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     ConnId conn = deadlines_.begin()->second;
     deadlines_.erase(deadlines_.begin());
@@ -571,7 +687,7 @@ void EdgeNode::reload_auth(TimeMs now) {
 
 // ---- the writer's answers -----------------------------------------------------------------
 
-void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
+void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs now) {
   for (const WriteOutcome& outcome : outcomes) {
     auto it = pending_.find(outcome.ticket);
     if (it == pending_.end()) continue;
@@ -582,15 +698,55 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
                    [&](const AppendOutcome& append) {
                      if (append.dup) ++counters_.duplicates; else ++counters_.messages_persisted;
                      if (writable(pending.conn)) {
-                       Ack ack{pending.conv, pending.id, append.seq, append.ts, append.trace,
+                       std::optional<Seq> seq;  // none: staged here, the seq comes with the msg
+                       if (append.seq) seq = append.seq;
+                       Ack ack{pending.conv, pending.id, seq, append.ts, append.trace,
                                append.dup, pending.rid};
                        write_frame(pending.conn, ack);
                      }
-                     if (!append.dup && append.frame)
+                     if (append.dup || !append.frame) return;
+                     if (append.seq) {
                        fan_out_msg(pending.tenant, pending.conv, append.seq, append.frame);
+                       return;
+                     }
+                     staged_added(pending.tenant, pending.conv, pending.id, now);
+                     fan_out_provisional({pending.tenant, pending.conv}, append.frame);
+                     auto parsed = parse_frame(*append.frame, Direction::from_edge);
+                     if (parsed.ok())
+                       if (Msg* msg = std::get_if<Msg>(&parsed.value()))
+                         upstream_.push_back(UpstreamSend{pending.tenant, std::move(*msg)});
+                   },
+                   [&](const ReplicateOutcome& replicated) {
+                     if (replicated.was_staged)
+                       staged_removed(pending.tenant, pending.conv, pending.id, now);
+                     if (!replicated.stored || !replicated.frame) return;
+                     ++counters_.replicated_messages;
+                     auto parsed = parse_frame(*replicated.frame, Direction::from_edge);
+                     const Msg* msg = parsed.ok() ? std::get_if<Msg>(&parsed.value()) : nullptr;
+                     if (msg && msg->seq)
+                       fan_out_msg(pending.tenant, pending.conv, *msg->seq, replicated.frame);
+                   },
+                   [&](const DeadLetterOutcome& dead) {
+                     if (!dead.found) return;
+                     ++counters_.dead_letters;
+                     staged_removed(pending.tenant, pending.conv, pending.id, now);
+                     // The sender's rows become failed: every connection of theirs hears it.
+                     for (auto& [other, oc] : connections_) {
+                       if (oc.closing || !oc.identity || oc.identity->tenant != pending.tenant ||
+                           oc.identity->user != dead.from)
+                         continue;
+                       send_nack(other, pending.conv, pending.id, pending.reason.code,
+                                 "upstream: " + pending.reason.message, false, std::nullopt);
+                     }
                    },
                    [&](const ReceiptOutcome& receipt) {
                      if (!receipt.advanced) return;
+                     if (config_.relay && pending.what == WriteKind::receipt) {
+                       Seq seq = pending.kind == ReceiptKind::read ? receipt.cursors.read
+                                                                  : receipt.cursors.delivered;
+                       upstream_.push_back(
+                           UpstreamReceipt{pending.tenant, pending.user, pending.conv, seq, pending.kind});
+                     }
                      // Fanned out to all subscribers, the sender's connection included.
                      Seq seq = pending.kind == ReceiptKind::read ? receipt.cursors.read
                                                                 : receipt.cursors.delivered;
@@ -599,6 +755,8 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs) {
                    },
                    [&](const AuditOutcome&) {},
                    [&](const Error& error) {
+                     if (pending.what == WriteKind::replicate)
+                       return rewind_upstream(pending.tenant, pending.conv);
                      if (writable(pending.conn))
                        send_error(pending.conn, error.code, error.message, pending.rid);
                    },
@@ -622,8 +780,9 @@ void EdgeNode::on_commit_failed(const std::vector<WriteRequest>& requests, const
     if (it == pending_.end()) continue;
     PendingWrite pending = std::move(it->second);
     pending_.erase(it);
+    if (pending.what == WriteKind::replicate) rewind_upstream(pending.tenant, pending.conv);
     if (!writable(pending.conn)) continue;
-    if (pending.is_send)
+    if (pending.what == WriteKind::send)
       send_nack(pending.conn, pending.conv, pending.id, ErrorCode::unavailable,
                 "store: " + error.message, true, pending.rid);
     else
@@ -693,6 +852,195 @@ void EdgeNode::send_nack(ConnId conn, const std::string& conv, const std::string
                          const std::optional<std::string>& rid) {
   ++counters_.errors_out[std::string(to_string(code))];
   write_frame(conn, Nack{conv, id, code, std::move(msg), retry, rid});
+}
+
+}  // namespace waymark
+
+// ---- relaying ------------------------------------------------------------------------------
+
+namespace waymark {
+
+std::vector<UpstreamOp> EdgeNode::take_upstream() {
+  std::vector<UpstreamOp> out;
+  out.swap(upstream_);
+  return out;
+}
+
+std::optional<TimeMs> EdgeNode::oldest_staged_at() const {
+  if (staged_times_.empty()) return std::nullopt;
+  return *staged_times_.begin();
+}
+
+Status EdgeNode::recover_staged(TimeMs now) {
+  if (!config_.relay) return ok_status();
+  auto staged = reader_.staged_messages();
+  if (!staged.ok()) return staged.error();
+  for (auto& m : staged.value()) {
+    auto parsed = parse_frame(m.frame, Direction::from_edge);
+    Msg* msg = parsed.ok() ? std::get_if<Msg>(&parsed.value()) : nullptr;
+    if (!msg) continue;  // a frame this node wrote itself; unreadable only if the disk lies
+    staged_added(m.tenant, m.conv, m.id, msg->ts);
+    upstream_.push_back(UpstreamSend{m.tenant, std::move(*msg)});
+  }
+  (void)now;
+  return ok_status();
+}
+
+// Held while the conversation has local subscribers or staged sends; released with a linger.
+void EdgeNode::hold_interest(const TopicKey& key, Seq after) {
+  Interest& interest = interest_[key];
+  if (interest.linger_until) {
+    interest_deadlines_.erase({interest.linger_until, key});
+    interest.linger_until = 0;
+  }
+  if (interest.on) return;
+  interest.on = true;
+  upstream_.push_back(UpstreamInterest{key.first, key.second, true, after, false});
+}
+
+void EdgeNode::release_interest(const TopicKey& key, TimeMs now) {
+  auto it = interest_.find(key);
+  if (it == interest_.end() || !it->second.on) return;
+  if (it->second.staged > 0 || topics_.count(key)) return;
+  if (it->second.linger_until) interest_deadlines_.erase({it->second.linger_until, key});
+  // now == 0: called without a clock (an unsubscribe); the linger counts from the next timer.
+  it->second.linger_until = std::max<TimeMs>(now, 1) + config_.interest_linger_ms;
+  if (now == 0) it->second.linger_until = config_.interest_linger_ms;
+  interest_deadlines_.insert({it->second.linger_until, key});
+}
+
+void EdgeNode::staged_added(const std::string& tenant, const std::string& conv,
+                            const std::string& id, TimeMs at) {
+  if (!staged_.emplace(std::make_tuple(tenant, conv, id), at).second) return;
+  staged_times_.insert(at);
+  counters_.staged_now = staged_.size();
+  TopicKey key{tenant, conv};
+  ++interest_[key].staged;
+  auto head = reader_.head(tenant, conv);
+  hold_interest(key, head.ok() ? head.value() : 0);
+}
+
+void EdgeNode::staged_removed(const std::string& tenant, const std::string& conv,
+                              const std::string& id, TimeMs now) {
+  auto it = staged_.find(std::make_tuple(tenant, conv, id));
+  if (it == staged_.end()) return;
+  staged_times_.erase(staged_times_.find(it->second));
+  staged_.erase(it);
+  counters_.staged_now = staged_.size();
+  TopicKey key{tenant, conv};
+  auto interest = interest_.find(key);
+  if (interest == interest_.end()) return;
+  if (interest->second.staged > 0) --interest->second.staged;
+  release_interest(key, now);
+}
+
+// A replicated msg did not reach the log: deliver again from what did.
+void EdgeNode::rewind_upstream(const std::string& tenant, const std::string& conv) {
+  auto head = reader_.head(tenant, conv);
+  if (!head.ok()) return;
+  upstream_.push_back(UpstreamInterest{tenant, conv, true, head.value(), true});
+}
+
+void EdgeNode::fan_out_provisional(const TopicKey& key,
+                                   const std::shared_ptr<const std::string>& frame) {
+  auto topic = topics_.find(key);
+  if (topic == topics_.end()) return;
+  for (ConnId subscriber : topic->second.subscribers) {
+    auto c = connections_.find(subscriber);
+    if (c == connections_.end() || c->second.closing || !c->second.provisional) continue;
+    auto sub = c->second.subs.find(key.second);
+    if (sub == c->second.subs.end() || !sub->second.live) continue;
+    write_shared(subscriber, frame, "msg");
+    ++counters_.provisional_deliveries;
+  }
+}
+
+void EdgeNode::set_upstream_path(const std::string& tenant, const std::vector<std::string>& upstream,
+                                 TimeMs now) {
+  UpstreamLinkStatus& link = links_[tenant];
+  if (std::find(upstream.begin(), upstream.end(), config_.node) != upstream.end()) {
+    std::string path = config_.node;
+    for (const auto& node : upstream) path += " -> " + node;
+    link.stopped = true;
+    link.reason = "cycle: this node is on its own upstream path (" + path + ")";
+    upstream_.push_back(UpstreamStop{tenant, link.reason});
+    AuditRecord record;
+    record.ts = now;
+    record.event = "upstream_refused";
+    record.tenant = tenant;
+    record.detail = link.reason;
+    audit(std::move(record), now, true);
+    return;
+  }
+  path_.assign(1, config_.node);
+  path_.insert(path_.end(), upstream.begin(), upstream.end());
+  // A relay below this node that is now above it too closes a cycle: refuse it.
+  for (auto& [conn, c] : connections_) {
+    if (c.closing || !c.relay_node) continue;
+    if (std::find(path_.begin(), path_.end(), *c.relay_node) == path_.end()) continue;
+    send_error(conn, ErrorCode::unauthorized,
+               "cycle: relay \"" + *c.relay_node + "\" is on this node's upstream path",
+               std::nullopt);
+    close(conn, c, close_code::unauthorized, "unauthorized");
+  }
+}
+
+void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, TimeMs now) {
+  std::visit(
+      Overloaded{
+          [&](const MessageEvent& message) {
+            if (!message.msg.seq) return;
+            PendingWrite pending;
+            pending.tenant = tenant;
+            pending.conv = message.msg.conv;
+            pending.id = message.msg.id;
+            pending.what = WriteKind::replicate;
+            persist(WriteRequest{0, ReplicateRequest{tenant, message.msg}}, std::move(pending));
+          },
+          [&](const ReceiptEvent& receipt) {
+            PendingWrite pending;
+            pending.tenant = tenant;
+            pending.conv = receipt.conv;
+            pending.what = WriteKind::upstream_receipt;
+            pending.user = receipt.user;
+            pending.kind = receipt.kind;
+            persist(WriteRequest{0, ReceiptRequest{tenant, receipt.user, receipt.conv, receipt.seq,
+                                                   receipt.kind}},
+                    std::move(pending));
+          },
+          [&](const TypingEvent& typing) {
+            send_to_topic({tenant, typing.conv}, Typing{typing.conv, typing.on, typing.user, std::nullopt}, 0);
+          },
+          [&](const PresenceEvent& presence) {
+            // Users present on other edges; this node's own users it announces itself.
+            auto topic = topics_.find({tenant, presence.conv});
+            if (topic != topics_.end() && topic->second.present.count(presence.user)) return;
+            send_to_topic({tenant, presence.conv}, Presence{presence.conv, presence.user, presence.on}, 0);
+          },
+          [&](const RowEvent& row) {
+            if (row.state != RowState::failed || !row.error) return;
+            PendingWrite pending;
+            pending.tenant = tenant;
+            pending.conv = row.conv;
+            pending.id = row.id;
+            pending.what = WriteKind::dead_letter;
+            pending.reason = *row.error;
+            persist(WriteRequest{0, DeadLetterRequest{tenant, row.conv, row.id, *row.error, now}},
+                    std::move(pending));
+          },
+          [&](const ConnectionEvent& connection) {
+            UpstreamLinkStatus& link = links_[tenant];
+            if (link.state == ConnectionState::online && connection.state != ConnectionState::online)
+              ++link.reconnects;
+            link.state = connection.state;
+            link.reason = connection.reason;
+            if (connection.token_refused) link.stopped = true;
+            if (connection.state == ConnectionState::online)
+              set_upstream_path(tenant, connection.path, now);
+          },
+          [&](const auto&) {},
+      },
+      event);
 }
 
 }  // namespace waymark

@@ -8,24 +8,36 @@
 namespace waymark {
 namespace {
 
-// A repeat of a stored id: the original seq, ts and trace, read back from the stored frame.
-Result<AppendOutcome> duplicate_outcome(LogTxn& txn, const AppendRequest& request, Seq seq) {
+// A stored frame's ts, trace and from, for a repeat's ack and a dead letter's sender.
+struct FrameFacts {
+  TimeMs ts = 0;
+  std::optional<std::string> trace;
+  std::string from;
+};
+FrameFacts facts_of(const std::optional<std::string>& stored) {
+  FrameFacts facts;
+  if (!stored) return facts;
+  boost::json::error_code ec;
+  boost::json::value frame = boost::json::parse(*stored, ec);
+  if (ec || !frame.is_object()) return facts;
+  const auto& o = frame.get_object();
+  if (auto ts = o.find("ts"); ts != o.end() && ts->value().is_int64())
+    facts.ts = ts->value().get_int64();
+  if (auto trace = o.find("trace"); trace != o.end() && trace->value().is_string())
+    facts.trace = std::string(trace->value().get_string());
+  if (auto from = o.find("from"); from != o.end() && from->value().is_string())
+    facts.from = std::string(from->value().get_string());
+  return facts;
+}
+
+// A repeat of a stored id: the original seq (0: staged), ts and trace from the stored frame.
+AppendOutcome duplicate_outcome(const std::optional<std::string>& stored, Seq seq) {
   AppendOutcome outcome;
   outcome.seq = seq;
   outcome.dup = true;
-  auto stored = txn.message(request.tenant, request.msg.conv, seq);
-  if (!stored.ok()) return stored.error();
-  if (stored.value()) {
-    boost::json::error_code ec;
-    boost::json::value frame = boost::json::parse(*stored.value(), ec);
-    if (!ec && frame.is_object()) {
-      const auto& o = frame.get_object();
-      if (auto ts = o.find("ts"); ts != o.end() && ts->value().is_int64())
-        outcome.ts = ts->value().get_int64();
-      if (auto trace = o.find("trace"); trace != o.end() && trace->value().is_string())
-        outcome.trace = std::string(trace->value().get_string());
-    }
-  }
+  FrameFacts facts = facts_of(stored);
+  outcome.ts = facts.ts;
+  outcome.trace = std::move(facts.trace);
   return outcome;
 }
 
@@ -33,7 +45,27 @@ Result<AppendOutcome> apply_append(LogTxn& txn, const AppendRequest& request) {
   const Msg& msg = request.msg;
   auto existing = txn.find_id(request.tenant, msg.conv, msg.id);
   if (!existing.ok()) return existing.error();
-  if (existing.value()) return duplicate_outcome(txn, request, *existing.value());
+  if (existing.value()) {
+    auto stored = txn.message(request.tenant, msg.conv, *existing.value());
+    if (!stored.ok()) return stored.error();
+    return duplicate_outcome(stored.value(), *existing.value());
+  }
+  if (request.stage) {
+    auto staged = txn.staged(request.tenant, msg.conv, msg.id);
+    if (!staged.ok()) return staged.error();
+    if (staged.value()) return duplicate_outcome(staged.value(), 0);
+    Msg provisional = msg;
+    provisional.seq.reset();
+    provisional.provisional = true;
+    auto frame = std::make_shared<const std::string>(stored_frame(provisional));
+    Status put = txn.put_staged(request.tenant, msg.conv, msg.id, *frame);
+    if (!put.ok()) return put.error();
+    AppendOutcome outcome;
+    outcome.ts = msg.ts;
+    outcome.trace = msg.trace;
+    outcome.frame = std::move(frame);
+    return outcome;
+  }
 
   auto head = txn.head(request.tenant, msg.conv);
   if (!head.ok()) return head.error();
@@ -78,6 +110,57 @@ Result<WriteResult> apply_receipt(
   return WriteResult(outcome);
 }
 
+Result<WriteResult> apply_replicate(LogTxn& txn, const ReplicateRequest& request) {
+  const Msg& msg = request.msg;
+  if (!msg.seq) return WriteResult(make_error(ErrorCode::invalid, "replicate: msg without seq"));
+  auto head = txn.head(request.tenant, msg.conv);
+  if (!head.ok()) return head.error();
+  ReplicateOutcome outcome;
+  if (*msg.seq <= head.value()) return WriteResult(outcome);
+  if (*msg.seq != head.value() + 1)
+    return WriteResult(make_error(ErrorCode::unavailable,
+                                  "replicate: seq " + std::to_string(*msg.seq) +
+                                      " would leave a gap after head " +
+                                      std::to_string(head.value())));
+  auto staged = txn.staged(request.tenant, msg.conv, msg.id);
+  if (!staged.ok()) return staged.error();
+  if (staged.value()) {
+    Status erased = txn.erase_staged(request.tenant, msg.conv, msg.id);
+    if (!erased.ok()) return erased.error();
+    outcome.was_staged = true;
+  }
+  Msg stored = msg;
+  stored.provisional = false;
+  auto frame = std::make_shared<const std::string>(stored_frame(stored));
+  Status appended = txn.append(request.tenant, msg.conv, *msg.seq, msg.id, *frame);
+  if (!appended.ok()) return appended.error();
+  outcome.stored = true;
+  outcome.frame = std::move(frame);
+  return WriteResult(outcome);
+}
+
+Result<WriteResult> apply_dead_letter(LogTxn& txn, const DeadLetterRequest& request) {
+  DeadLetterOutcome outcome;
+  auto staged = txn.staged(request.tenant, request.conv, request.id);
+  if (!staged.ok()) return staged.error();
+  if (!staged.value()) return WriteResult(outcome);
+  outcome.found = true;
+  outcome.from = facts_of(staged.value()).from;
+  boost::json::object record{{"tenant", request.tenant},
+                             {"conv", request.conv},
+                             {"id", request.id},
+                             {"code", to_string(request.reason.code)},
+                             {"reason", request.reason.message},
+                             {"ts", request.ts}};
+  std::string text = boost::json::serialize(record);
+  append_raw_member(text, "msg", *staged.value());
+  Status put = txn.put_dead_letter(request.tenant, request.conv, request.id, text);
+  if (!put.ok()) return put.error();
+  Status erased = txn.erase_staged(request.tenant, request.conv, request.id);
+  if (!erased.ok()) return erased.error();
+  return WriteResult(outcome);
+}
+
 }  // namespace
 
 std::string stored_frame(const Msg& msg) { return serialize(Frame{msg}); }
@@ -95,6 +178,14 @@ Result<std::vector<WriteOutcome>> apply_writes(LogTxn& txn,
       outcome.result = std::move(result).value();
     } else if (const auto* receipt = std::get_if<ReceiptRequest>(&request.op)) {
       auto result = apply_receipt(txn, *receipt);
+      if (!result.ok()) return result.error();
+      outcome.result = std::move(result).value();
+    } else if (const auto* replicate = std::get_if<ReplicateRequest>(&request.op)) {
+      auto result = apply_replicate(txn, *replicate);
+      if (!result.ok()) return result.error();
+      outcome.result = std::move(result).value();
+    } else if (const auto* dead = std::get_if<DeadLetterRequest>(&request.op)) {
+      auto result = apply_dead_letter(txn, *dead);
       if (!result.ok()) return result.error();
       outcome.result = std::move(result).value();
     } else {

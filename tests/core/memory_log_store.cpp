@@ -1,6 +1,8 @@
 // The in-memory LogStore: a transaction stages its writes and applies them on commit.
 #include "core/memory_log_store.h"
 
+#include <algorithm>
+
 namespace waymark {
 namespace {
 
@@ -68,7 +70,45 @@ class MemoryTxn final : public LogTxn {
     return ok_status();
   }
 
+  Result<std::optional<std::string>> staged(std::string_view tenant, std::string_view conv,
+                                            std::string_view id) override {
+    MemoryLogStore::Data::MessageKey key{std::string(tenant), std::string(conv), std::string(id)};
+    if (staged_.unstaged.count(key)) return std::optional<std::string>();
+    if (auto it = staged_.staged.find(key); it != staged_.staged.end())
+      return std::optional<std::string>(it->second.second);
+    if (auto it = committed_.staged.find(key); it != committed_.staged.end())
+      return std::optional<std::string>(it->second.second);
+    return std::optional<std::string>();
+  }
+
+  Status put_staged(std::string_view tenant, std::string_view conv, std::string_view id,
+                    std::string_view frame) override {
+    MemoryLogStore::Data::MessageKey key{std::string(tenant), std::string(conv), std::string(id)};
+    staged_.unstaged.erase(key);
+    std::uint64_t order = std::max(committed_.last_staged, staged_.last_staged) + 1;
+    staged_.last_staged = order;
+    staged_.staged[key] = {order, std::string(frame)};
+    return ok_status();
+  }
+
+  Status erase_staged(std::string_view tenant, std::string_view conv, std::string_view id) override {
+    MemoryLogStore::Data::MessageKey key{std::string(tenant), std::string(conv), std::string(id)};
+    staged_.staged.erase(key);
+    staged_.unstaged[key] = true;
+    return ok_status();
+  }
+
+  Status put_dead_letter(std::string_view tenant, std::string_view conv, std::string_view id,
+                         std::string_view record) override {
+    staged_.dead_letters[{std::string(tenant), std::string(conv), std::string(id)}] = std::string(record);
+    return ok_status();
+  }
+
   void apply_to(MemoryLogStore::Data& data) {
+    for (auto& [k, v] : staged_.unstaged) data.staged.erase(k);
+    for (auto& [k, v] : staged_.staged) data.staged[k] = std::move(v);
+    for (auto& [k, v] : staged_.dead_letters) data.dead_letters[k] = std::move(v);
+    data.last_staged = std::max(data.last_staged, staged_.last_staged);
     for (auto& record : staged_.audit) data.audit.push_back(std::move(record));
     for (auto& [k, v] : staged_.log) data.log[k] = std::move(v);
     for (auto& [k, v] : staged_.ids) data.ids[k] = v;
@@ -105,6 +145,17 @@ Result<ReceiptCursors> MemoryLogStore::receipts(std::string_view tenant, std::st
                                                 std::string_view conv) {
   auto it = data_.receipts.find({std::string(tenant), std::string(user), std::string(conv)});
   return it == data_.receipts.end() ? ReceiptCursors{} : it->second;
+}
+
+Result<std::vector<StagedMessage>> MemoryLogStore::staged_messages() {
+  std::map<std::uint64_t, StagedMessage> ordered;
+  for (const auto& [key, value] : data_.staged) {
+    const auto& [tenant, conv, id] = key;
+    ordered[value.first] = StagedMessage{tenant, conv, id, value.second};
+  }
+  std::vector<StagedMessage> out;
+  for (auto& [order, message] : ordered) out.push_back(std::move(message));
+  return out;
 }
 
 Status MemoryLogStore::write(const std::function<Status(LogTxn&)>& body) {

@@ -18,6 +18,7 @@ class MemoryLogStore final : public LogStore {
                                                 Seq after, std::uint32_t limit) override;
   Result<ReceiptCursors> receipts(std::string_view tenant, std::string_view user,
                                   std::string_view conv) override;
+  Result<std::vector<StagedMessage>> staged_messages() override;
   Status write(const std::function<Status(LogTxn&)>& body) override;
 
   // While set, every write() fails with this error and changes nothing (fault injection).
@@ -30,6 +31,11 @@ class MemoryLogStore final : public LogStore {
     std::map<std::tuple<std::string, std::string, std::string>, ReceiptCursors> receipts;
     std::map<std::pair<std::string, std::string>, Seq> heads;
     std::vector<std::string> audit;  // JSON records, oldest first
+    using MessageKey = std::tuple<std::string, std::string, std::string>;  // tenant, conv, id
+    std::map<MessageKey, std::pair<std::uint64_t, std::string>> staged;  // -> (order, frame)
+    std::map<MessageKey, std::string> dead_letters;
+    std::map<MessageKey, bool> unstaged;  // erased in this transaction (staged data only)
+    std::uint64_t last_staged = 0;
   };
   const Data& data() const { return data_; }
 

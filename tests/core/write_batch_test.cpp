@@ -115,6 +115,7 @@ class FailingAppendStore final : public LogStore {
                                   std::string_view conv) override {
     return inner_.receipts(tenant, user, conv);
   }
+  Result<std::vector<StagedMessage>> staged_messages() override { return inner_.staged_messages(); }
   Status write(const std::function<Status(LogTxn&)>& body) override {
     return inner_.write([&](LogTxn& txn) -> Status {
       Txn failing(txn, fail_at_);
@@ -146,6 +147,21 @@ class FailingAppendStore final : public LogStore {
       return inner_.put_receipts(t, u, c, cursors);
     }
     Status append_audit(std::string_view record) override { return inner_.append_audit(record); }
+    Result<std::optional<std::string>> staged(std::string_view t, std::string_view c,
+                                              std::string_view id) override {
+      return inner_.staged(t, c, id);
+    }
+    Status put_staged(std::string_view t, std::string_view c, std::string_view id,
+                      std::string_view frame) override {
+      return inner_.put_staged(t, c, id, frame);
+    }
+    Status erase_staged(std::string_view t, std::string_view c, std::string_view id) override {
+      return inner_.erase_staged(t, c, id);
+    }
+    Status put_dead_letter(std::string_view t, std::string_view c, std::string_view id,
+                           std::string_view record) override {
+      return inner_.put_dead_letter(t, c, id, record);
+    }
 
    private:
     LogTxn& inner_;

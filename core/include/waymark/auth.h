@@ -19,8 +19,14 @@ struct Identity {
   bool all_convs = false;           // dev tokens
   std::vector<std::string> convs;   // names, or prefixes ending in '*'
   std::optional<TimeMs> expires_at;
+  // A node token: a relaying edge's upstream link (docs/protocol.md "Relays"). `user` is the
+  // node's name; it may relay for the tenants in relay_tenants only, and names the user each
+  // relayed frame speaks for with "as". Never set for a user's token.
+  bool node = false;
+  std::vector<std::string> relay_tenants;
 
   bool may_access(std::string_view conv) const;
+  bool may_relay_for(std::string_view tenant) const;
 };
 
 class Authenticator {
@@ -33,7 +39,8 @@ class Authenticator {
   virtual std::optional<Result<std::string>> reload() { return std::nullopt; }
 };
 
-// Dev mode: "dev:<user>" is user <user> of tenant "dev" with access to every conversation.
+// Dev mode: "dev:<user>" is user <user> of tenant "dev" with access to every conversation;
+// "dev-node:<node>" is a node token for relay <node>, relaying for tenant "dev".
 class DevAuthenticator final : public Authenticator {
  public:
   Result<Identity> authenticate(std::string_view token, TimeMs now) override;
@@ -47,6 +54,9 @@ bool is_valid_user_name(std::string_view user);
 std::optional<std::string> user_name_problem(std::string_view user);
 // tenant: 1-64 chars of [A-Za-z0-9._-]
 bool is_valid_tenant_name(std::string_view tenant);
+// node (an edge's --node name): the tenant rule.
+bool is_valid_node_name(std::string_view node);
+inline constexpr std::string_view kNodeNameRule = "must be 1-64 chars of [A-Za-z0-9._-]";
 
 // The sub and tnt claims of a token shaped like a JWT (three dot-separated parts, the middle
 // one base64url JSON with a string "sub"), read WITHOUT checking the signature: a client has
@@ -67,6 +77,8 @@ std::string local_identity_key(std::string_view token);
 // naming the claim at fault: sub (user name), tnt (tenant name), exp (NumericDate in seconds;
 // above 1e11 read as milliseconds; not past), convs (array of names or '*'-prefixes), and nbf
 // if present (not in the future). Other claims are ignored.
+// A node token has "node": true, sub = the node's name (is_valid_node_name) and tnts = the
+// tenants it may relay for (an array of tenant names); tnt and convs are then not read.
 Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now);
 
 }  // namespace waymark

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "waymark/frames.h"
 
@@ -52,6 +53,17 @@ struct ClientConfig {
 
   // Own sequenced rows remembered per conversation to apply others' receipts to them.
   std::size_t max_tracked_own_rows = 10000;
+
+  // hello.provisional: show a relaying edge's provisional msgs (stored there, no seq yet) as
+  // rows in state stored until their seq arrives. Off: only sequenced msgs, as a v1 client.
+  bool provisional = false;
+
+  // Set: this session is a relaying edge's upstream link (upstream_op.h's relay_link_config):
+  // hello.relay names the node and tenant; sends, receipts and typing carry "as"; the session
+  // keeps no rows, unread counts or receipts of its own.
+  std::optional<RelayHello> relay;
+  // A relay link's receipts waiting for the root's echo, at most this many.
+  std::size_t max_relayed_receipts = 100000;
 };
 
 }  // namespace waymark

@@ -64,6 +64,8 @@ struct ConnectionEvent {
   // Offline because the edge refused the token (err unauthorized, bye token_expired, close
   // 4001): the session waits for set_token + connect_now and does not retry by itself.
   bool token_refused = false;
+  // Online: the welcome's path (set only for a relay link: the upstream's nodes up to its root).
+  std::vector<std::string> path;
 };
 
 struct PresenceEvent { std::string conv, user; bool on = false; };

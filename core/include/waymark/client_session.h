@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "waymark/client_config.h"
@@ -85,8 +86,19 @@ class ClientSession {
   // queued it and closed before writing). The edge stores an id once, so if it was stored
   // after all it is acked as a duplicate. False when the outbox has it already, or it is not
   // valid (conv, id, trace).
+  // `as`: on a relay link (config.relay), the user the relay speaks for.
   bool requeue(const std::string& conv, const std::string& id, JsonText body, TimeMs cts,
-               std::string trace, TimeMs now);
+               std::string trace, TimeMs now, std::optional<std::string> as = std::nullopt);
+
+  // ---- a relay link (config.relay) ----
+  // A local user's receipt, passed on now if online and again on every reconnect until the
+  // root's rcpt fanout for that user reaches it (the root keeps receipts monotonic).
+  void pass_receipt(const std::string& conv, const std::string& user, ReceiptKind kind, Seq seq);
+  // A local user's typing, passed on if online (best effort, as typing is).
+  void pass_typing(const std::string& conv, const std::string& user, bool on);
+  // Delivers conv again from `after` although the cursor is past it: what was delivered
+  // above `after` did not reach the relay's log.
+  void rewind(const std::string& conv, Seq after, TimeMs now);
 
   // ---- outputs ----
   std::vector<IoAction> take_io();
@@ -115,6 +127,7 @@ class ClientSession {
     JsonText body;
     TimeMs cts = 0;
     std::string trace;
+    std::optional<std::string> as;   // a relay link's: whom it speaks for
     bool failed = false;
     std::optional<Error> error;
     std::uint32_t attempts = 0;        // retryable nacks so far
@@ -225,6 +238,8 @@ class ClientSession {
   std::map<std::string, Conversation> conversations_;
   std::map<std::string, HistoryRequest> history_requests_;  // rid -> request
   std::set<std::pair<std::string, std::string>> provisional_seen_;  // (conv, id) shown unsequenced
+  // A relay link's receipts not yet echoed: (conv, user, kind) -> seq.
+  std::map<std::tuple<std::string, std::string, ReceiptKind>, Seq> relayed_receipts_;
 
   std::vector<IoAction> io_;
   std::vector<ClientEvent> events_;

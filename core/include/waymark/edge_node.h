@@ -18,10 +18,12 @@
 
 #include "waymark/audit.h"
 #include "waymark/auth.h"
+#include "waymark/client_events.h"
 #include "waymark/codec.h"
 #include "waymark/frames.h"
 #include "waymark/identifiers.h"
 #include "waymark/log_store.h"
+#include "waymark/upstream_op.h"
 #include "waymark/write_batch.h"
 
 namespace waymark {
@@ -64,6 +66,13 @@ struct EdgeConfig {
   TimeMs abuse_retry_max_ms = 30000;
   TimeMs expired_retry_min_ms = 0;
   TimeMs expired_retry_max_ms = 1000;
+
+  // A relaying edge (docs/regions.md), set when the host has an upstream: a send is staged
+  // here, acked without seq, shown to local subscribers as provisional and forwarded upstream
+  // (take_upstream); the log holds what the upstream sequenced, replicated through on_upstream.
+  bool relay = false;
+  // An upstream subscription outlives its last local subscriber (and staged send) this long.
+  TimeMs interest_linger_ms = 30000;
 };
 
 struct EdgeWrite {   // write a text frame (shared: a fanned-out msg is serialized once)
@@ -91,6 +100,19 @@ struct EdgeCounters {
   std::uint64_t connections_open = 0;
   std::uint64_t audit_records = 0;     // handed to the writer
   std::uint64_t audit_suppressed = 0;  // over audit_per_sec: counted, not stored
+  // A relaying edge:
+  std::uint64_t staged_now = 0;           // sends stored here, not yet sequenced upstream
+  std::uint64_t replicated_messages = 0;  // sequenced msgs stored from upstream
+  std::uint64_t dead_letters = 0;         // staged sends the root refused for good
+  std::uint64_t provisional_deliveries = 0;
+};
+
+// A relaying edge's view of one tenant's upstream link, from its ClientSession's events.
+struct UpstreamLinkStatus {
+  ConnectionState state = ConnectionState::connecting;
+  std::uint64_t reconnects = 0;   // online -> not online transitions
+  std::string reason;             // why not online, when it is not
+  bool stopped = false;           // stopped for good (a cycle; a refused node token)
 };
 
 class EdgeNode;
@@ -139,6 +161,21 @@ class EdgeNode {
   // bye + close 1001 for every connection; new frames are refused with unavailable after.
   void shutdown(TimeMs now);
 
+  // ---- a relaying edge (config.relay) ----
+  // After a restart, before serving: every staged send is forwarded again, in staged order.
+  Status recover_staged(TimeMs now);
+  // What the upstream links must do; the host applies each with apply_upstream on the
+  // tenant's link session (created on the tenant's first op).
+  std::vector<UpstreamOp> take_upstream();
+  // An event of the tenant's link session (messages, receipts, typing, presence, refused
+  // sends, connection changes); the node stores, fans out and answers as it must.
+  void on_upstream(const std::string& tenant, const ClientEvent& event, TimeMs now);
+  const std::map<std::string, UpstreamLinkStatus>& upstream_links() const { return links_; }
+  // When the oldest staged send was accepted, if any (its age: the outbox's).
+  std::optional<TimeMs> oldest_staged_at() const;
+  // This node and its upstreams up to the root (welcome.path to a relay connecting here).
+  const std::vector<std::string>& path() const { return path_; }
+
   std::vector<EdgeOutput> take_outputs();
   const EdgeCounters& counters() const { return counters_; }
   std::size_t connection_count() const { return connections_.size(); }
@@ -161,6 +198,8 @@ class EdgeNode {
     std::string peer;
     TimeMs deadline = 0;  // handshake deadline before hello, token expiry after (0: none)
     Bucket frames;
+    bool provisional = false;                 // hello.provisional
+    std::optional<std::string> relay_node;    // hello.relay.node: a downstream relay
     std::map<std::string, Bucket> typing;      // by conv
     TimeMs refusals_since = 0;
     std::uint32_t refusals = 0;
@@ -170,13 +209,20 @@ class EdgeNode {
     std::set<ConnId> subscribers;
     std::map<std::string, std::uint32_t> present;  // user -> subscribed connections
   };
+  enum class WriteKind { send, receipt, upstream_receipt, replicate, dead_letter };
   struct PendingWrite {
     ConnId conn = 0;
     std::optional<std::string> rid;
     std::string tenant, conv, id;
-    bool is_send = true;
+    WriteKind what = WriteKind::send;
     std::string user;                          // receipts: whose
     ReceiptKind kind = ReceiptKind::read;      // receipts: which cursor
+    Error reason;                              // dead letters: the root's refusal
+  };
+  struct Interest {  // a relaying edge's upstream subscription to one (tenant, conv)
+    bool on = false;
+    std::uint32_t staged = 0;   // staged sends waiting for their seq
+    TimeMs linger_until = 0;    // 0: held (local subscribers or staged sends)
   };
   using TopicKey = std::pair<std::string, std::string>;
 
@@ -188,6 +234,26 @@ class EdgeNode {
   void handle(ConnId conn, Connection& c, Ping&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now);
+  // The user a frame acts for: the connection's own, or on a relay connection the frame's
+  // "as" (required there, refused elsewhere). nullopt after answering with the refusal.
+  std::optional<std::string> acting_user(ConnId conn, const Connection& c,
+                                         const std::optional<std::string>& as,
+                                         std::string_view frame,
+                                         const std::optional<std::string>& rid, TimeMs now);
+  bool hello_relay(ConnId conn, Connection& c, const Hello& frame, Identity& identity, TimeMs now);
+
+  // relaying
+  void hold_interest(const TopicKey& key, Seq after);
+  void release_interest(const TopicKey& key, TimeMs now);
+  void staged_added(const std::string& tenant, const std::string& conv, const std::string& id,
+                    TimeMs at);
+  void staged_removed(const std::string& tenant, const std::string& conv, const std::string& id,
+                      TimeMs now);
+  void rewind_upstream(const std::string& tenant, const std::string& conv);
+  void fan_out_provisional(const TopicKey& key, const std::shared_ptr<const std::string>& frame);
+  void set_upstream_path(const std::string& tenant, const std::vector<std::string>& upstream,
+                         TimeMs now);
+  void persist(WriteRequest request, PendingWrite pending);
 
   void subscribe(ConnId conn, Connection& c, const SubRequest& request,
                  const std::optional<std::string>& rid, TimeMs now);
@@ -232,6 +298,15 @@ class EdgeNode {
   std::map<TopicKey, Topic> topics_;
   std::unordered_map<std::uint64_t, PendingWrite> pending_;  // by ticket
   std::uint64_t next_ticket_ = 1;
+
+  // relaying
+  std::vector<std::string> path_;                 // this node, then its upstreams
+  std::map<TopicKey, Interest> interest_;
+  std::set<std::pair<TimeMs, TopicKey>> interest_deadlines_;
+  std::map<std::tuple<std::string, std::string, std::string>, TimeMs> staged_;  // -> accepted at
+  std::multiset<TimeMs> staged_times_;
+  std::map<std::string, UpstreamLinkStatus> links_;  // by tenant
+  std::vector<UpstreamOp> upstream_;
 
   std::vector<EdgeOutput> outputs_;
   EdgeCounters counters_;

@@ -36,11 +36,22 @@ struct SubRequest {  // one entry of hello.subs, and the body of a sub frame
   bool operator==(const SubRequest&) const = default;
 };
 
+// hello.relay: the connection is a relaying edge's upstream link for one tenant
+// (docs/protocol.md, "Relays"); its token must be a node token naming that tenant.
+struct RelayHello {
+  std::string node;    // the relay's node name (its welcome.node to its own clients)
+  std::string tenant;  // the tenant this link relays for
+  bool operator==(const RelayHello&) const = default;
+};
+
 struct Hello {
   std::string token;
   std::optional<std::string> device;
   std::vector<SubRequest> subs;
   std::optional<std::string> rid;
+  // Opt-in: the client wants a relaying edge's provisional msgs (no seq, prov:true).
+  bool provisional = false;
+  std::optional<RelayHello> relay;
   bool operator==(const Hello&) const = default;
 };
 
@@ -72,6 +83,7 @@ struct Send {
   std::optional<TimeMs> cts;
   std::optional<std::string> trace;
   std::optional<std::string> rid;
+  std::optional<std::string> as;  // a relay link's send: the user it speaks for
   bool operator==(const Send&) const = default;
 };
 
@@ -81,13 +93,15 @@ struct Ping {
   bool operator==(const Ping&) const = default;
 };
 
-// rcpt and typing travel both ways; `user` is set (and required) only edge -> client.
+// rcpt and typing travel both ways; `user` is set (and required) only edge -> client;
+// `as` only on a relay link (client -> edge): the user the relay speaks for.
 struct Rcpt {
   std::string conv;
   Seq seq = 0;
   ReceiptKind kind = ReceiptKind::read;
   std::optional<std::string> user;
   std::optional<std::string> rid;
+  std::optional<std::string> as;
   bool operator==(const Rcpt&) const = default;
 };
 
@@ -96,6 +110,7 @@ struct Typing {
   bool on = false;
   std::optional<std::string> user;
   std::optional<std::string> rid;
+  std::optional<std::string> as;
   bool operator==(const Typing&) const = default;
 };
 
@@ -109,6 +124,9 @@ struct Welcome {
   std::int64_t hb = 15000;
   std::int64_t max_frame = 65536;
   std::optional<std::string> rid;
+  // To a relay link only: the node names from this node up to its root, this node first
+  // (cycle detection, docs/protocol.md "Relays").
+  std::vector<std::string> path;
   bool operator==(const Welcome&) const = default;
 };
 
@@ -121,6 +139,7 @@ struct Msg {
   std::optional<TimeMs> cts;
   std::optional<std::string> trace;
   JsonText body;
+  bool provisional = false;  // prov:true: stored at a relay, not yet sequenced (no seq)
   bool operator==(const Msg&) const = default;
 };
 

@@ -26,6 +26,12 @@ struct StoredMessage {
   std::string frame;  // the msg frame exactly as it goes on the wire
 };
 
+// A relaying edge's staged send: stored here, not yet sequenced by the root (docs/regions.md).
+struct StagedMessage {
+  std::string tenant, conv, id;
+  std::string frame;  // the provisional msg frame (prov:true, no seq)
+};
+
 struct ReceiptCursors {
   Seq delivered = 0;
   Seq read = 0;
@@ -43,6 +49,8 @@ class LogReader {
                                                         std::uint32_t limit) = 0;
   virtual Result<ReceiptCursors> receipts(std::string_view tenant, std::string_view user,
                                           std::string_view conv) = 0;
+  // Every staged send, in the order it was staged (a relay drains them upstream in it).
+  virtual Result<std::vector<StagedMessage>> staged_messages() = 0;
 };
 
 // One write transaction: sees its own writes; nothing is visible to readers until commit.
@@ -63,6 +71,18 @@ class LogTxn {
                               std::string_view conv, const ReceiptCursors& cursors) = 0;
   // Appends one record (a JSON object) to the audit log, after every earlier one.
   virtual Status append_audit(std::string_view record) = 0;
+
+  // ---- a relaying edge's staged sends, keyed (tenant, conv, id) ----
+  virtual Result<std::optional<std::string>> staged(std::string_view tenant, std::string_view conv,
+                                                    std::string_view id) = 0;
+  // REQUIRES: not staged yet. Places it after every staged one in staged_messages().
+  virtual Status put_staged(std::string_view tenant, std::string_view conv, std::string_view id,
+                            std::string_view frame) = 0;
+  virtual Status erase_staged(std::string_view tenant, std::string_view conv,
+                              std::string_view id) = 0;
+  // Keeps what the root refused for good (record: a JSON object), where an operator finds it.
+  virtual Status put_dead_letter(std::string_view tenant, std::string_view conv,
+                                 std::string_view id, std::string_view record) = 0;
 };
 
 class LogStore : public LogReader {

@@ -21,6 +21,23 @@ namespace waymark {
 struct AppendRequest {
   std::string tenant;
   Msg msg;  // everything but seq, which the batch assigns
+  // A relaying edge: stage it (idempotent on (tenant, conv, id), against the staged sends and
+  // the sequenced log alike) instead of sequencing it; the root sequences it.
+  bool stage = false;
+};
+
+// A relaying edge: a msg its upstream sequenced (seq set), appended to the local log at that
+// seq, and its staged copy, if any, erased. A seq at or below the head is already here.
+struct ReplicateRequest {
+  std::string tenant;
+  Msg msg;
+};
+
+// A relaying edge: the root refused a staged send for good; it moves to the dead letters.
+struct DeadLetterRequest {
+  std::string tenant, conv, id;
+  Error reason;
+  TimeMs ts = 0;
 };
 
 struct ReceiptRequest {
@@ -37,11 +54,11 @@ struct AuditRequest {  // appended to the audit log; ticket 0: nobody waits for 
 
 struct WriteRequest {
   std::uint64_t ticket = 0;  // the caller's, handed back in the outcome
-  std::variant<AppendRequest, ReceiptRequest, AuditRequest> op;
+  std::variant<AppendRequest, ReceiptRequest, AuditRequest, ReplicateRequest, DeadLetterRequest> op;
 };
 
 struct AppendOutcome {
-  Seq seq = 0;
+  Seq seq = 0;  // 0: staged (a relay's send, or a repeat of one not yet sequenced)
   TimeMs ts = 0;
   std::optional<std::string> trace;
   bool dup = false;
@@ -55,8 +72,20 @@ struct ReceiptOutcome {
 
 struct AuditOutcome {};
 
+struct ReplicateOutcome {
+  bool stored = false;   // false: the log had this seq already
+  bool was_staged = false;  // it was one of this node's staged sends
+  std::shared_ptr<const std::string> frame;  // the stored msg frame; null when not stored
+};
+
+struct DeadLetterOutcome {
+  bool found = false;    // false: it was not staged (sequenced meanwhile, or already dead)
+  std::string from;      // the sender, from the staged frame
+};
+
 // Error: refused, e.g. seq > head
-using WriteResult = std::variant<AppendOutcome, ReceiptOutcome, AuditOutcome, Error>;
+using WriteResult = std::variant<AppendOutcome, ReceiptOutcome, AuditOutcome, ReplicateOutcome,
+                                 DeadLetterOutcome, Error>;
 
 struct WriteOutcome {
   std::uint64_t ticket = 0;
