@@ -1,11 +1,14 @@
 // The Waymark team web app: sign-in, conversations with unread badges, messages with delivery
-// states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js.
+// states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js;
+// offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions.
 
 import { ConnectionBanner } from './connection-banner.js';
 import { ICONS } from './icons.js';
 import { LifecyclePanel } from './lifecycle-panel.js';
+import { MentionNotifier } from './mentions.js';
 import { MessageList } from './message-list.js';
 import { typingSentence } from './names.js';
+import { registerServiceWorker } from './offline.js';
 import { Timeline } from './timeline.js';
 import { TypingBoard, TypingSender } from './typing.js';
 
@@ -81,6 +84,7 @@ class Session {
       onClose: () => this.closeDetails(),
       statePassed: (state, step) => sdk.rowStatePassed(state, step),
     });
+    this.notifier = new MentionNotifier($('notify-toggle'), me, { onOpen: (conv) => this.open(conv, { focus: true }) });
   }
 
   start() {
@@ -91,6 +95,7 @@ class Session {
     on('unread', ({ conv, count }) => { this.unread.set(conv, count); this.renderBadges(); });
     on('typing', ({ conv, user, on: typing }) => { if (user !== this.me) this.typingBoard.set(conv, user, typing); });
     on('presence', ({ conv }) => { if (conv === this.active) this.renderMembers(); });
+    on('message', (msg) => this.notifier.message(msg));
     on('connection', (event) => {
       this.banner.setConnection(event);
       if (event.state !== 'online') return;
@@ -106,7 +111,15 @@ class Session {
     const signal = this.abort.signal;
     window.addEventListener('online', () => { this.banner.setBrowserOnline(true); this.client.connectNow(); }, { signal });
     window.addEventListener('offline', () => this.banner.setBrowserOnline(false), { signal });
-    document.addEventListener('visibilitychange', () => { this.renderBadges(); this.maybeMarkRead(); }, { signal });
+    document.addEventListener('visibilitychange', () => {
+      this.renderBadges();
+      this.maybeMarkRead();
+      if (document.visibilityState === 'visible') this.client.connectNow();
+    }, { signal });
+    // Page Lifecycle: a frozen page (a phone asleep, a background tab) runs no timers, so the
+    // SDK's reconnect wait was frozen with it; on resume, reconnect and catch up at once. On
+    // freeze nothing is needed: the outbox is in IndexedDB already, and the socket may go.
+    document.addEventListener('resume', () => this.client.connectNow(), { signal });
     window.addEventListener('focus', () => this.maybeMarkRead(), { signal });
     this.wireDom(signal);
 
@@ -416,6 +429,7 @@ class Session {
     this.typingSender.stop();
     this.typingBoard.clear();
     this.banner.dispose();
+    this.notifier.dispose();
     this.abort.abort();
     for (const off of this.unsubscribers) off();
     this.panel.hide();
@@ -524,6 +538,8 @@ function main() {
   $('nav-toggle').querySelector('.nav-icon').innerHTML = ICONS.menu;
   document.querySelector('.send-icon').innerHTML = ICONS.send;
   document.querySelector('.close-icon').innerHTML = ICONS.close;
+  document.querySelector('.bell-icon').innerHTML = ICONS.bell;
+  registerServiceWorker({ banner: $('update-banner'), button: $('update-reload') });
 
   $('signin-form').addEventListener('submit', (event) => {
     event.preventDefault();

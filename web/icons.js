@@ -15,6 +15,7 @@ export const ICONS = {
   failed: svg(`<circle cx="8" cy="8" r="6.2" ${stroke}/><path d="M8 4.6v4.2M8 11.2v.2" ${stroke}/>`),
   menu: svg(`<path d="M2.5 4h11M2.5 8h11M2.5 12h11" ${stroke}/>`),
   close: svg(`<path d="M4 4l8 8M12 4l-8 8" ${stroke}/>`),
+  bell: svg(`<path d="M4 11.5V7a4 4 0 0 1 8 0v4.5l1.2 1.2H2.8zM6.6 14a1.5 1.5 0 0 0 2.8 0" ${stroke}/>`),
   send: svg(`<path d="M2 8l12-5.5-4.5 12-2-4.5z" ${stroke}/>`),
 };
 
