@@ -420,7 +420,15 @@ void ClientSession::handle(const Msg& frame, TimeMs now) { accept_msg(frame, now
 
 void ClientSession::accept_msg(Msg msg, TimeMs now) {
   if (!msg.seq) {  // a relaying edge's provisional copy: show it once as stored
-    if (provisional_seen_.insert({msg.conv, msg.id}).second)
+    bool first = provisional_seen_.insert({msg.conv, msg.id}).second;
+    // Our own send whose ack was lost: the relay fans out only what it committed, so this
+    // answers it as an ack without seq would (else a later nack of a resend or a reload
+    // would show the stored row as queued again).
+    if (msg.from == user_ && find_outbox(msg.conv, msg.id) != outbox_.end()) {
+      resolve_sent(msg.conv, msg.id, std::nullopt, now);
+      return;
+    }
+    if (first)
       emit_row(msg.conv, msg.id, RowState::stored, std::nullopt, msg.from == user_, now);
     return;
   }

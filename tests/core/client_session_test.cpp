@@ -521,6 +521,43 @@ TEST_CASE("an ack without seq (a relaying edge) marks the row stored; the msg se
   CHECK(rows[0].seq == std::optional<Seq>(1));
 }
 
+TEST_CASE("an own provisional msg whose ack was lost answers the send: stored, never queued again",
+          "[client_session][relay]") {
+  ClientConfig config;
+  config.provisional = true;
+  Harness h(13, config);
+  h.connect();
+  h.subscribed("ops", 0);
+  std::string id = h.session.send("ops", body_of(json::object{{"text", "a"}}), h.now);
+  h.clear();
+  // The relay committed it, its ack was lost; the provisional copy (no seq) comes instead.
+  Msg provisional = msg_frame("ops", 1, id, "alice");
+  provisional.seq.reset();
+  provisional.provisional = true;
+  h.feed(provisional);
+  auto rows = rows_of(h.take_events(), id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::stored);
+  CHECK(h.session.outbox_size() == 0);  // stored at the relay: nothing to resend
+  // A late nack of a resend (a failed commit there) no longer turns the row back to queued.
+  h.feed(nack_frame("ops", id, ErrorCode::unavailable, true));
+  CHECK(rows_of(h.take_events(), id).empty());
+  h.feed(msg_frame("ops", 1, id, "alice"));
+  rows = rows_of(h.take_events(), id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::sequenced);
+  // Someone else's provisional msg is a stored row that is not own, shown once.
+  Msg other = msg_frame("ops", 2, "01HF7YB36EWZEAH7RH2FF4ETVQ", "bob");
+  other.seq.reset();
+  other.provisional = true;
+  h.feed(other);
+  h.feed(other);
+  rows = rows_of(h.take_events(), other.id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::stored);
+  CHECK_FALSE(rows[0].own);
+}
+
 TEST_CASE("nack retry:true backs off and resends the same id; retry:false fails until retry()",
           "[client_session]") {
   ClientConfig config;
