@@ -26,8 +26,15 @@ class OpenSslRandom final : public RandomSource {
 
 }  // namespace
 
-ClientHost::ClientHost(std::string host, int port)
-    : host_(std::move(host)), port_(port), random_(std::make_unique<OpenSslRandom>()) {
+ClientHost::ClientHost(std::string host, int port) : ClientHost(std::move(host), port, "/ws", false) {}
+
+ClientHost::ClientHost(std::string host, int port, std::string path, bool tls, std::string ca_file)
+    : host_(std::move(host)),
+      port_(port),
+      path_(std::move(path)),
+      tls_(tls),
+      ca_file_(std::move(ca_file)),
+      random_(std::make_unique<OpenSslRandom>()) {
   protocols_.push_back(lws_protocols{"waymark.v1", &ClientHost::callback, 0, 1 << 16, 0, nullptr, 0});
   protocols_.push_back(lws_protocols{nullptr, nullptr, 0, 0, 0, nullptr, 0});
   lws_context_creation_info info;
@@ -35,6 +42,10 @@ ClientHost::ClientHost(std::string host, int port)
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = protocols_.data();
   info.user = this;
+  if (tls_) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (!ca_file_.empty()) info.client_ssl_ca_filepath = ca_file_.c_str();
+  }
   lws_set_log_level(LLL_ERR, nullptr);
   context_ = lws_create_context(&info);
   if (context_) lws_sul_schedule(context_, 0, &tick_.sul, &ClientHost::on_tick, 10 * LWS_US_PER_MS);
@@ -107,7 +118,8 @@ void ClientHost::open(std::size_t index, ConnectionId connection) {
   info.context = context_;
   info.address = host_.c_str();
   info.port = port_;
-  info.path = "/ws";
+  info.path = path_.c_str();
+  if (tls_) info.ssl_connection = LCCSCF_USE_SSL;
   info.host = host_.c_str();
   info.origin = host_.c_str();
   info.protocol = "waymark.v1";
@@ -203,6 +215,10 @@ void ClientHost::fire_timers() {
       if (entry.socket == &s) return false;
     return true;
   });
+}
+
+void ClientHost::wake() {
+  if (context_) lws_cancel_service(context_);
 }
 
 bool ClientHost::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {

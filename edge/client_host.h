@@ -26,6 +26,8 @@ class ClientHost {
 
   // host/port of an edge; the socket opens ws://host:port/ws with subprotocol waymark.v1.
   ClientHost(std::string host, int port);
+  // wss:// when tls (verified against the system's CAs, or ca_file when given); any path.
+  ClientHost(std::string host, int port, std::string path, bool tls, std::string ca_file = {});
   ~ClientHost();
   ClientHost(const ClientHost&) = delete;
   ClientHost& operator=(const ClientHost&) = delete;
@@ -39,7 +41,10 @@ class ClientHost {
   // Call after using a session's app API (send, subscribe, ...) so its output goes out.
   void pump(std::size_t index);
   // Services sockets and timers until done() is true or the timeout passes; returns done().
+  // done() is asked after every turn of the loop, which wake() ends early.
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  // Any thread: makes the running run_until turn its loop (and ask done()) now.
+  void wake();
   // A random source from OpenSSL, for sessions the caller builds.
   RandomSource& random() { return *random_; }
   static TimeMs now();
@@ -69,6 +74,9 @@ class ClientHost {
 
   std::string host_;
   int port_;
+  std::string path_ = "/ws";
+  bool tls_ = false;
+  std::string ca_file_;
   std::unique_ptr<RandomSource> random_;
   lws_context* context_ = nullptr;
   std::vector<lws_protocols> protocols_;

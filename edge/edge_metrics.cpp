@@ -44,6 +44,20 @@ EdgeMetrics::EdgeMetrics()
                         .Help("Bytes queued to connections, not yet written").Register(*registry_).Add({})),
       lmdb_bytes_(prometheus::BuildGauge().Name("waymark_lmdb_bytes")
                       .Help("Bytes of the LMDB map in use").Register(*registry_).Add({})),
+      replicated_(prometheus::BuildCounter().Name("waymark_relay_replicated_total")
+                      .Help("Relay: sequenced msgs stored from the upstream").Register(*registry_).Add({})),
+      dead_letters_(prometheus::BuildCounter().Name("waymark_relay_dead_letters_total")
+                        .Help("Relay: staged sends the root refused for good, kept in the dead sub-database").Register(*registry_).Add({})),
+      provisional_(prometheus::BuildCounter().Name("waymark_provisional_deliveries_total")
+                       .Help("Relay: provisional msg frames (staged, not yet sequenced) queued to subscribers").Register(*registry_).Add({})),
+      upstream_up_(prometheus::BuildGauge().Name("waymark_upstream_up")
+                       .Help("Relay: 1 while the tenant's upstream link is online").Register(*registry_)),
+      upstream_reconnects_(prometheus::BuildCounter().Name("waymark_upstream_reconnects_total")
+                               .Help("Relay: times the tenant's upstream link went from online to not").Register(*registry_)),
+      upstream_outbox_(prometheus::BuildGauge().Name("waymark_upstream_outbox")
+                           .Help("Relay: sends stored here and not yet sequenced upstream").Register(*registry_)),
+      upstream_oldest_(prometheus::BuildGauge().Name("waymark_upstream_outbox_oldest_age_seconds")
+                           .Help("Relay: age of the oldest staged send (0: none)").Register(*registry_)),
       commit_batch_(prometheus::BuildHistogram().Name("waymark_commit_batch_size")
                         .Help("Writes per group commit").Register(*registry_).Add({}, batch_buckets())),
       commit_seconds_(prometheus::BuildHistogram().Name("waymark_commit_seconds")
@@ -69,6 +83,16 @@ void EdgeMetrics::lagging_close() { lagging_.Increment(); }
 void EdgeMetrics::set_queued_bytes(std::uint64_t bytes) { queued_bytes_.Set(static_cast<double>(bytes)); }
 void EdgeMetrics::set_lmdb_bytes(std::uint64_t bytes) { lmdb_bytes_.Set(static_cast<double>(bytes)); }
 
+void EdgeMetrics::set_upstream(const std::map<std::string, UpstreamLinkStatus>& links,
+                               bool relaying, std::optional<double> oldest_staged_age_seconds) {
+  if (!relaying) return;
+  for (const auto& [tenant, link] : links) {
+    upstream_up_.Add({{"tenant", tenant}}).Set(link.state == ConnectionState::online ? 1 : 0);
+    sync_counter(upstream_reconnects_, seen_reconnects_, "tenant", tenant, link.reconnects);
+  }
+  upstream_oldest_.Add({}).Set(oldest_staged_age_seconds.value_or(0));
+}
+
 void EdgeMetrics::sync_counter(prometheus::Family<prometheus::Counter>& family,
                                std::map<std::string, std::uint64_t>& seen,
                                const std::string& label_name, const std::string& label,
@@ -93,6 +117,10 @@ std::string EdgeMetrics::render(const EdgeCounters& node) {
   sync_scalar(audit_records_, "audit_records", node.audit_records);
   sync_scalar(audit_suppressed_, "audit_suppressed", node.audit_suppressed);
   connections_.Set(static_cast<double>(node.connections_open));
+  sync_scalar(replicated_, "replicated", node.replicated_messages);
+  sync_scalar(dead_letters_, "dead_letters", node.dead_letters);
+  sync_scalar(provisional_, "provisional", node.provisional_deliveries);
+  upstream_outbox_.Add({}).Set(static_cast<double>(node.staged_now));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,9 @@ class EdgeMetrics {
   void lagging_close();
   void set_queued_bytes(std::uint64_t bytes);
   void set_lmdb_bytes(std::uint64_t bytes);
+  // A relaying edge's links (relaying false: a root, nothing to show).
+  void set_upstream(const std::map<std::string, UpstreamLinkStatus>& links, bool relaying,
+                    std::optional<double> oldest_staged_age_seconds);
 
   // The whole page, after copying in the core's counters.
   std::string render(const EdgeCounters& node);
@@ -52,6 +56,14 @@ class EdgeMetrics {
   prometheus::Gauge& connections_;
   prometheus::Gauge& queued_bytes_;
   prometheus::Gauge& lmdb_bytes_;
+  prometheus::Counter& replicated_;
+  prometheus::Counter& dead_letters_;
+  prometheus::Counter& provisional_;
+  prometheus::Family<prometheus::Gauge>& upstream_up_;
+  prometheus::Family<prometheus::Counter>& upstream_reconnects_;
+  prometheus::Family<prometheus::Gauge>& upstream_outbox_;
+  prometheus::Family<prometheus::Gauge>& upstream_oldest_;
+  std::map<std::string, std::uint64_t> seen_reconnects_;
   prometheus::Histogram& commit_batch_;
   prometheus::Histogram& commit_seconds_;
   prometheus::Histogram& durable_ack_seconds_;

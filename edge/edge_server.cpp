@@ -4,6 +4,8 @@
 
 #include "waymark/codec.h"
 
+#include <boost/json/serialize.hpp>
+
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -70,10 +72,12 @@ EdgeServer::EdgeServer(EdgeOptions options, LogStore& store, Authenticator& auth
   config.heartbeat_ms = options_.heartbeat_ms;
   config.max_frame = options_.max_frame;
   config.page_max_bytes = std::min(config.page_max_bytes, options_.max_queue_bytes / 4);
+  config.relay = options_.upstream.has_value();
   node_ = std::make_unique<EdgeNode>(config, store_, auth_, *random_);
 }
 
 EdgeServer::~EdgeServer() {
+  if (upstream_) upstream_->stop();
   if (context_) lws_context_destroy(context_);
   if (writer_) writer_->stop();
 }
@@ -168,6 +172,22 @@ Status EdgeServer::start() {
   bound_port_ = vhost ? lws_get_vhost_listen_port(vhost) : options_.port;
 
   writer_ = std::make_unique<GroupCommitWriter>(store_, [this] { lws_cancel_service(context_); });
+  if (options_.upstream) {
+    // What was staged before a restart goes upstream again first, in the order it was staged.
+    if (Status recovered = node_->recover_staged(now()); !recovered.ok())
+      return make_error(ErrorCode::unavailable, "store: cannot read the staged sends: " +
+                                                    recovered.error().message);
+    upstream_ = std::make_unique<UpstreamLink>(*options_.upstream,
+                                               [this] { lws_cancel_service(context_); });
+    upstream_->start();
+    log_event(LogLevel::info, "relaying",
+              {{"upstream", options_.upstream->url.host + ":" +
+                                std::to_string(options_.upstream->url.port) +
+                                options_.upstream->url.path},
+               {"tls", options_.upstream->url.tls},
+               {"staged", node_->counters().staged_now}});
+    flush();
+  }
   lws_sul_schedule(context_, 0, &tick_.sul, &EdgeServer::on_tick, 100 * LWS_US_PER_MS);
   log_event(LogLevel::info, "listening",
             {{"host", options_.host}, {"port", bound_port_}, {"node", options_.node},
@@ -266,6 +286,7 @@ int EdgeServer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* 
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
       on_completions();
+      on_upstream_events();
       tick();
       return 0;
 
@@ -357,11 +378,15 @@ int EdgeServer::on_http(lws* wsi) {
     status = healthy ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
     content_type = "application/json";
     response.body = std::string(R"({"status":")") + (healthy ? "ok" : "shutting_down") +
-                    R"(","node":)" + json_quote(options_.node) + "}";
+                    R"(","node":)" + json_quote(options_.node) +
+                    (upstream_ ? ",\"upstream\":" + healthz_upstream() : std::string()) + "}";
   } else if (path == "/metrics") {
     if (auto size = store_.size_bytes(); size.ok()) metrics_.set_lmdb_bytes(size.value());
     metrics_.set_queued_bytes(queued_bytes_total_);
     content_type = "text/plain; version=0.0.4; charset=utf-8";
+    std::optional<TimeMs> oldest = node_->oldest_staged_at();
+    metrics_.set_upstream(node_->upstream_links(), upstream_ != nullptr,
+                          oldest ? std::optional<double>((now() - *oldest) / 1000.0) : std::nullopt);
     response.body = metrics_.render(node_->counters());
   } else {
     status = HTTP_STATUS_NOT_FOUND;
@@ -433,6 +458,51 @@ void EdgeServer::on_completions() {
     }
   }
   flush();
+}
+
+void EdgeServer::on_upstream_events() {
+  if (!upstream_) return;
+  auto events = upstream_->take_events();
+  if (events.empty()) return;
+  for (auto& [tenant, event] : events) {
+    if (const auto* connection = std::get_if<ConnectionEvent>(&event)) log_link_change(tenant, *connection);
+    node_->on_upstream(tenant, event, now());
+  }
+  flush();
+}
+
+// JSON log lines for the link going up and down (only on a change of state).
+void EdgeServer::log_link_change(const std::string& tenant, const ConnectionEvent& event) {
+  auto links = node_->upstream_links();
+  auto before = links.find(tenant);
+  ConnectionState was = before == links.end() ? ConnectionState::offline : before->second.state;
+  if (was == event.state) return;
+  if (event.state == ConnectionState::online) {
+    boost::json::array path;
+    for (const auto& node : event.path) path.emplace_back(node);
+    log_event(LogLevel::info, "upstream_up", {{"tenant", tenant}, {"path", std::move(path)}});
+  } else if (event.state == ConnectionState::offline) {
+    boost::json::object fields{{"tenant", tenant}, {"reason", event.reason}};
+    if (event.next_retry_at) fields["retry_in_ms"] = *event.next_retry_at - now();
+    log_event(event.token_refused ? LogLevel::error : LogLevel::warn, "upstream_down", std::move(fields));
+  }
+}
+
+std::string EdgeServer::healthz_upstream() const {
+  boost::json::object links;
+  for (const auto& [tenant, link] : node_->upstream_links()) {
+    boost::json::object entry{{"state", link.stopped ? "stopped" : std::string(to_string(link.state))},
+                              {"reconnects", link.reconnects}};
+    if (link.state != ConnectionState::online && !link.reason.empty()) entry["reason"] = link.reason;
+    links[tenant] = std::move(entry);
+  }
+  boost::json::object upstream{{"url", options_.upstream->url.host + ":" +
+                                           std::to_string(options_.upstream->url.port) +
+                                           options_.upstream->url.path},
+                               {"outbox", node_->counters().staged_now},
+                               {"links", std::move(links)}};
+  if (auto oldest = node_->oldest_staged_at()) upstream["outbox_oldest_age_ms"] = now() - *oldest;
+  return boost::json::serialize(upstream);
 }
 
 void EdgeServer::on_tick(lws_sorted_usec_list_t* sul) {
@@ -534,6 +604,13 @@ void EdgeServer::flush() {
         }
         writer_->submit(std::move(persist.request));
       });
+  if (upstream_) {
+    std::vector<UpstreamOp> ops = node_->take_upstream();
+    for (const UpstreamOp& op : ops)
+      if (const auto* stop = std::get_if<UpstreamStop>(&op))
+        log_event(LogLevel::error, "upstream_refused", {{"tenant", stop->tenant}, {"reason", stop->reason}});
+    upstream_->submit(std::move(ops));
+  }
 }
 
 }  // namespace waymark::edge

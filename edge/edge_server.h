@@ -20,6 +20,7 @@
 #include "edge_log.h"
 #include "edge_metrics.h"
 #include "group_commit_writer.h"
+#include "upstream_link.h"
 #include "waymark/auth.h"
 #include "waymark/edge_node.h"
 #include "waymark/log_store.h"
@@ -42,6 +43,8 @@ struct EdgeOptions {
   std::string tls_cert, tls_key;                     // PEM files: serve wss:// and https:// only
   // Limits and their bye windows (docs/security.md); node, heartbeat_ms and max_frame above win.
   EdgeConfig node_config;
+  // Set: this edge relays to that upstream (docs/regions.md); absent: it is a root.
+  std::optional<UpstreamOptions> upstream;
 };
 
 class EdgeServer {
@@ -90,6 +93,9 @@ class EdgeServer {
   int on_http(lws* wsi);
   int on_http_writeable(lws* wsi);
   void on_completions();
+  void on_upstream_events();
+  void log_link_change(const std::string& tenant, const ConnectionEvent& event);
+  std::string healthz_upstream() const;
   void tick();
   void sweep_idle(std::chrono::steady_clock::time_point steady_now);
 
@@ -103,6 +109,7 @@ class EdgeServer {
   std::unique_ptr<EdgeNode> node_;
   EdgeMetrics metrics_;
   std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<UpstreamLink> upstream_;
 
   lws_context* context_ = nullptr;
   std::vector<lws_protocols> protocols_;

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <pthread.h>
 #include <thread>
 
@@ -106,6 +107,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(TimeMs{100}, TimeMs{600000}));
   app.add_option("--audit-rate", limits.audit_per_sec, "Audit records stored per second at most (the rest are counted); 0: no limit")
       ->capture_default_str();
+  std::string upstream_url, upstream_token_file, upstream_ca;
+  app.add_option("--upstream", upstream_url,
+                 "ws[s]://HOST:PORT/ws of the upstream edge: this edge relays to it (a region); "
+                 "without it this edge is a root and sequences every conversation");
+  app.add_option("--upstream-token-file", upstream_token_file,
+                 "File holding the node token this edge presents upstream (an HS256 JWT with "
+                 "node:true and tnts); under --dev the token dev-node:<--node> is used without it");
+  app.add_option("--upstream-ca", upstream_ca, "PEM CA bundle to verify a wss:// upstream with (default: the system's)");
   app.add_flag("--print-audit", print_audit,
                "Print the audit log of --data as JSON lines and exit (safe while an edge runs)");
   app.failure_message(CLI::FailureMessage::help);  // a bad argument prints the error and the usage
@@ -150,6 +159,43 @@ int main(int argc, char** argv) {
   }
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     std::fprintf(stderr, "waymark-edge: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (!upstream_url.empty()) {
+    auto url = waymark::edge::parse_upstream_url(upstream_url);
+    if (!url.ok()) {
+      std::fprintf(stderr, "waymark-edge: %s\n", url.error().message.c_str());
+      return 2;
+    }
+    if (!waymark::is_valid_node_name(options.node)) {
+      std::fprintf(stderr, "waymark-edge: --node must be 1-64 chars of [A-Za-z0-9._-] to relay, got \"%s\"\n",
+                   options.node.c_str());
+      return 2;
+    }
+    waymark::edge::UpstreamOptions upstream;
+    upstream.url = url.value();
+    upstream.node = options.node;
+    upstream.ca_file = upstream_ca;
+    if (!upstream_token_file.empty()) {
+      std::ifstream in(upstream_token_file);
+      std::string token;
+      if (!in || !std::getline(in, token) || token.empty()) {
+        std::fprintf(stderr, "waymark-edge: --upstream-token-file %s: cannot read a token from it\n",
+                     upstream_token_file.c_str());
+        return 2;
+      }
+      while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+      upstream.token = token;
+    } else if (options.dev) {
+      upstream.token = "dev-node:" + options.node;
+    } else {
+      std::fprintf(stderr, "waymark-edge: --upstream needs --upstream-token-file (a node token), "
+                           "or --dev for dev-node:<node>\n");
+      return 2;
+    }
+    options.upstream = std::move(upstream);
+  } else if (!upstream_token_file.empty() || !upstream_ca.empty()) {
+    std::fprintf(stderr, "waymark-edge: --upstream-token-file and --upstream-ca need --upstream\n");
     return 2;
   }
   std::unique_ptr<waymark::Authenticator> auth;

@@ -455,7 +455,8 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
     }
   }
 
-  if (newly_subscribed && ++topic.present[user] == 1)
+  // A relay link is not a person: its users' presence is their own edge's to announce.
+  if (newly_subscribed && !c.relay_node && ++topic.present[user] == 1)
     send_to_topic(key, Presence{request.conv, user, true}, conn);
 
   Subd subd;
@@ -478,7 +479,7 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) 
   if (topic_it == topics_.end()) return;
   Topic& topic = topic_it->second;
   topic.subscribers.erase(conn);
-  auto present = topic.present.find(c.identity->user);
+  auto present = c.relay_node ? topic.present.end() : topic.present.find(c.identity->user);
   if (present != topic.present.end() && --present->second == 0) {
     topic.present.erase(present);
     send_to_topic(key, Presence{conv, c.identity->user, false}, conn);
