@@ -206,3 +206,95 @@ TEST_CASE("auth: tenant names are 1-64 chars of [A-Za-z0-9._-]", "[auth]") {
   CHECK(!is_valid_tenant_name("a@b"));
   CHECK(!is_valid_tenant_name(std::string("a\0b", 3)));
 }
+
+// ---- node tokens (a relaying edge's upstream link) ----------------------------------------
+
+TEST_CASE("auth: a JWT with node:true names the node in sub and the tenants it relays for in tnts",
+          "[auth][jwt][relay]") {
+  const std::string exp = std::to_string(kNow / 1000 + 60);
+  auto node = identity_from_claims(
+      R"({"node":true,"sub":"relay-eu.1","tnts":["acme","globex"],"exp":)" + exp + "}", kNow);
+  REQUIRE(node.ok());
+  CHECK(node.value().node);
+  CHECK(node.value().user == "relay-eu.1");
+  CHECK(node.value().relay_tenants == std::vector<std::string>{"acme", "globex"});
+  CHECK(node.value().may_relay_for("acme"));
+  CHECK(node.value().may_relay_for("globex"));
+  CHECK_FALSE(node.value().may_relay_for("initech"));
+  CHECK_FALSE(node.value().may_relay_for(""));
+  CHECK(node.value().expires_at == std::optional<TimeMs>((kNow / 1000 + 60) * 1000));
+  // tnt and convs are not read for a node token.
+  auto with_user_claims = identity_from_claims(
+      R"({"node":true,"sub":"hub","tnts":["acme"],"tnt":"bad/name","convs":"x","exp":)" + exp + "}", kNow);
+  REQUIRE(with_user_claims.ok());
+  CHECK(with_user_claims.value().may_relay_for("acme"));
+
+  // A user token never relays, whatever it says about tenants; node:false is a user token.
+  auto user = identity_from_claims(
+      R"({"node":false,"sub":"alice","tnt":"acme","tnts":["acme"],"exp":)" + exp + R"(,"convs":["*"]})", kNow);
+  REQUIRE(user.ok());
+  CHECK_FALSE(user.value().node);
+  CHECK_FALSE(user.value().may_relay_for("acme"));
+  auto plain = identity_from_claims(R"({"sub":"alice","tnt":"acme","exp":)" + exp + R"(,"convs":["*"]})", kNow);
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain.value().may_relay_for("acme"));
+}
+
+TEST_CASE("auth: node tokens with missing or empty tnts, a bad sub or a bad node claim are refused",
+          "[auth][jwt][relay]") {
+  const std::string exp = std::to_string(kNow / 1000 + 60);
+  const std::string past = std::to_string(kNow / 1000 - 1);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"node":true,"sub":"hub","exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"sub":"hub","tnts":[],"exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"sub":"hub","tnts":"acme","exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"sub":"hub","tnts":["acme",7],"exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"sub":"hub","tnts":[""],"exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"sub":"hub","tnts":["a/b"],"exp":)" + exp + "}", "tnts"},
+      {R"({"node":true,"tnts":["acme"],"exp":)" + exp + "}", "sub"},
+      {R"({"node":true,"sub":"","tnts":["acme"],"exp":)" + exp + "}", "sub"},
+      {R"({"node":true,"sub":"alice@acme","tnts":["acme"],"exp":)" + exp + "}", "sub"},  // a user name
+      {R"({"node":true,"sub":"two words","tnts":["acme"],"exp":)" + exp + "}", "sub"},
+      {R"({"node":true,"sub":7,"tnts":["acme"],"exp":)" + exp + "}", "sub"},
+      {R"({"node":true,"sub":")" + std::string(65, 'n') + R"(","tnts":["acme"],"exp":)" + exp + "}", "sub"},
+      {R"({"node":"yes","sub":"hub","tnts":["acme"],"exp":)" + exp + "}", "node"},
+      {R"({"node":1,"sub":"hub","tnts":["acme"],"exp":)" + exp + "}", "node"},
+      {R"({"node":true,"sub":"hub","tnts":["acme"]})", "exp"},
+      {R"({"node":true,"sub":"hub","tnts":["acme"],"exp":)" + past + "}", "expired"},
+  };
+  for (const auto& [claims, named] : cases) {
+    INFO("claims " << claims);
+    auto identity = identity_from_claims(claims, kNow);
+    REQUIRE(!identity.ok());
+    CHECK(identity.error().code == ErrorCode::unauthorized);
+    CHECK(identity.error().message.find(named) != std::string::npos);
+  }
+}
+
+TEST_CASE("auth: dev-node:<node> is a node token for tenant dev; a bad node name is refused",
+          "[auth][relay]") {
+  DevAuthenticator auth;
+  for (const std::string& node : std::vector<std::string>{"relay-a", "r", "hub.eu_1", std::string(64, 'n')}) {
+    INFO("node " << node);
+    auto result = auth.authenticate("dev-node:" + node, kNow);
+    REQUIRE(result.ok());
+    CHECK(result.value().node);
+    CHECK(result.value().user == node);
+    CHECK(result.value().may_relay_for("dev"));
+    CHECK_FALSE(result.value().may_relay_for("acme"));
+    CHECK_FALSE(result.value().expires_at.has_value());
+  }
+  for (const std::string& bad : std::vector<std::string>{"dev-node:", "dev-node:" + std::string(65, 'n'),
+                                                          "dev-node:two words", "dev-node:alice@x",
+                                                          "dev-node:a/b", "Dev-node:relay-a", "devnode:relay-a"}) {
+    INFO("token " << bad);
+    auto result = auth.authenticate(bad, kNow);
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().code == ErrorCode::unauthorized);
+  }
+  // A dev user token is never a node, even one named like a node.
+  auto user = auth.authenticate("dev:relay-a", kNow);
+  REQUIRE(user.ok());
+  CHECK_FALSE(user.value().node);
+  CHECK_FALSE(user.value().may_relay_for("dev"));
+}

@@ -877,3 +877,103 @@ TEST_CASE("codec: json_quote and to_string(ReceiptKind)", "[codec]") {
   CHECK(to_string(ReceiptKind::read) == "read");
   CHECK(to_string(ReceiptKind::delivered) == "delivered");
 }
+
+// ---- relaying edges (docs/protocol.md "Relays") -------------------------------------------
+
+TEST_CASE("codec: hello.relay, hello.provisional and 'as' round-trip; a v1 hello is unchanged",
+          "[codec][relay]") {
+  Hello hello;
+  hello.token = "dev-node:relay-a";
+  hello.relay = RelayHello{"relay-a", "dev"};
+  check_round_trip(hello, kFromClient);
+  CHECK(keys_of(serialize(hello)).count("relay") == 1);
+  Hello user;
+  user.token = "dev:alice";
+  user.provisional = true;
+  check_round_trip(user, kFromClient);
+  user.provisional = false;
+  CHECK(keys_of(serialize(user)) == std::set<std::string>{"t", "token"});  // no provisional:false
+
+  Send send;
+  send.conv = "ops";
+  send.id = "01JD00000000000000000000AS";
+  send.body = JsonText{R"({"text":"hi"})"};
+  send.as = "alice";
+  check_round_trip(send, kFromClient);
+  Rcpt rcpt{"ops", 4, ReceiptKind::read, std::nullopt, std::nullopt, std::string("alice")};
+  check_round_trip(rcpt, kFromClient);
+  Typing typing{"ops", true, std::nullopt, std::nullopt, std::string("alice")};
+  check_round_trip(typing, kFromClient);
+  // Edge -> client, rcpt and typing carry user and never as.
+  Frame from_edge = parse_ok(R"({"t":"rcpt","conv":"ops","seq":4,"kind":"read","user":"bob","as":"x"})", kFromEdge);
+  CHECK_FALSE(std::get<Rcpt>(from_edge).as);
+  from_edge = parse_ok(R"({"t":"typing","conv":"ops","on":true,"user":"bob","as":"x"})", kFromEdge);
+  CHECK_FALSE(std::get<Typing>(from_edge).as);
+}
+
+TEST_CASE("codec: welcome.path and msg.prov round-trip; absent, they are not written",
+          "[codec][relay]") {
+  Welcome welcome;
+  welcome.session = "0123456789abcdef0123456789abcdef";
+  welcome.node = "hub";
+  welcome.user = "relay-a";
+  welcome.ts = 1700000000000;
+  welcome.path = {"hub", "root"};
+  check_round_trip(welcome, kFromEdge);
+  welcome.path.clear();
+  check_round_trip(welcome, kFromEdge);
+  CHECK(keys_of(serialize(welcome)).count("path") == 0);
+
+  Msg provisional = sample_msg(1);
+  provisional.seq.reset();
+  provisional.provisional = true;
+  check_round_trip(provisional, kFromEdge);
+  CHECK(keys_of(serialize(provisional)).count("prov") == 1);
+  CHECK(keys_of(serialize(provisional)).count("seq") == 0);
+  CHECK(keys_of(serialize(sample_msg(2))).count("prov") == 0);
+  // Inside a page too (a relay's history may not hold staged sends, but the frame allows it).
+  Frame page = parse_ok(serialize(Page{"ops", {sample_msg(3)}, false, std::nullopt}), kFromEdge);
+  CHECK_FALSE(std::get<Page>(page).msgs.at(0).provisional);
+}
+
+TEST_CASE("codec: bad relay fields are refused, naming the field", "[codec][relay]") {
+  const std::string hello = R"({"t":"hello","token":"dev-node:relay-a",)";
+  check_rejected(hello + R"("relay":"relay-a"})", kFromClient, ErrorCode::invalid, "relay");
+  check_rejected(hello + R"("relay":["relay-a","dev"]})", kFromClient, ErrorCode::invalid, "relay");
+  check_rejected(hello + R"("relay":{"tenant":"dev"}})", kFromClient, ErrorCode::invalid, "relay.node");
+  check_rejected(hello + R"("relay":{"node":"relay-a"}})", kFromClient, ErrorCode::invalid, "relay.tenant");
+  check_rejected(hello + R"("relay":{"node":"has space","tenant":"dev"}})", kFromClient, ErrorCode::invalid, "relay.node");
+  check_rejected(hello + R"("relay":{"node":"relay-a","tenant":""}})", kFromClient, ErrorCode::invalid, "relay.tenant");
+  check_rejected(hello + R"("relay":{"node":7,"tenant":"dev"}})", kFromClient, ErrorCode::invalid, "relay.node");
+  check_rejected(hello + R"("relay":{"node":")" + std::string(65, 'n') + R"(","tenant":"dev"}})",
+                 kFromClient, ErrorCode::invalid, "relay.node");
+  check_rejected(R"({"t":"hello","token":"dev:alice","provisional":"yes"})", kFromClient,
+                 ErrorCode::invalid, "provisional");
+  check_rejected(R"({"t":"hello","token":"dev:alice","provisional":1})", kFromClient,
+                 ErrorCode::invalid, "provisional");
+
+  const std::string send = R"({"t":"send","conv":"ops","id":"01JD00000000000000000000AS","body":{},)";
+  check_rejected(send + R"("as":""})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(send + R"("as":"two words"})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(send + R"("as":42})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(send + R"("as":")" + std::string(65, 'a') + "\"}", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(R"({"t":"rcpt","conv":"ops","seq":1,"kind":"read","as":"not ok"})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(R"({"t":"rcpt","conv":"ops","seq":1,"kind":"read","as":null})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(R"({"t":"typing","conv":"ops","on":true,"as":["alice"]})", kFromClient, ErrorCode::invalid, "as");
+
+  const std::string welcome =
+      R"({"t":"welcome","session":"0123456789abcdef0123456789abcdef","node":"hub","user":"relay-a","ts":1,"hb":15000,"max_frame":65536,)";
+  check_rejected(welcome + R"("path":"hub"})", kFromEdge, ErrorCode::invalid, "path");
+  check_rejected(welcome + R"("path":["hub",7]})", kFromEdge, ErrorCode::invalid, "path");
+  check_rejected(welcome + R"("path":["hub","bad name"]})", kFromEdge, ErrorCode::invalid, "path");
+  check_rejected(welcome + R"("path":[""]})", kFromEdge, ErrorCode::invalid, "path");
+
+  const std::string msg = R"({"t":"msg","conv":"ops","id":"01JD00000000000000000000AS","from":"alice","ts":1,"body":{},)";
+  check_rejected(msg + R"("seq":3,"prov":true})", kFromEdge, ErrorCode::invalid, "prov");
+  check_rejected(msg + R"("prov":"true"})", kFromEdge, ErrorCode::invalid, "prov");
+  Frame plain = parse_ok(msg + R"("seq":3,"prov":false})", kFromEdge);
+  CHECK_FALSE(std::get<Msg>(plain).provisional);
+  Frame prov = parse_ok(msg + R"("prov":true})", kFromEdge);
+  CHECK(std::get<Msg>(prov).provisional);
+  CHECK_FALSE(std::get<Msg>(prov).seq);
+}

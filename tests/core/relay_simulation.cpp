@@ -100,10 +100,10 @@ struct RelaySimulation::Sock {
 
 RelaySimulation::RelaySimulation(std::uint64_t seed, RelaySimOptions options)
     : seed_(seed), options_(options), random_(seed * 0x9e3779b97f4a7c15ULL + 0x5eed), start_(now_) {
-  for (int i = 0; i < options_.convs; ++i) convs_.push_back("conv-" + std::to_string(i));
+  for (int i = 0; i < options_.convs; ++i) convs_.push_back(std::string("conv-").append(std::to_string(i)));
   for (int n = 0; n < 3; ++n) {
     auto node = std::make_unique<Node>();
-    node->name = n == 0 ? "root" : "relay-" + std::to_string(n);
+    node->name = n == 0 ? std::string("root") : std::string("relay-").append(std::to_string(n));
     node->relay = n != 0;
     node->random = std::make_unique<SeededRandom>(random_.next_u64());
     nodes_.push_back(std::move(node));
@@ -111,7 +111,7 @@ RelaySimulation::RelaySimulation(std::uint64_t seed, RelaySimOptions options)
   for (int n = 0; n < 3; ++n) {
     for (int i = 0; i < options_.clients_per_node; ++i) {
       auto peer = std::make_unique<Peer>();
-      peer->user = "u" + std::to_string(n) + "x" + std::to_string(i);
+      peer->user = std::string("u").append(std::to_string(n)).append("x").append(std::to_string(i));
       peer->node = n;
       peer->provisional = n != 0 && i % 2 == 0;  // some opt in, some are v1 clients
       RelayAppView view;
@@ -646,7 +646,7 @@ void RelaySimulation::reload_user(int p) {
   config.provisional = peer.provisional;
   peer.random = std::make_unique<SeededRandom>(random_.next_u64());
   peer.session = std::make_unique<ClientSession>(config, "dev:" + peer.user,
-                                                 "tab-" + std::to_string(peer.generation), *peer.random);
+                                                 std::string("tab-").append(std::to_string(peer.generation)), *peer.random);
   auto imported = peer.session->import_state(peer.saved_state, now_);
   if (!imported.ok())
     views_[static_cast<std::size_t>(p)].violations.push_back(peer.user + ": import failed: " +

@@ -540,3 +540,161 @@ TEST_CASE("write_batch: audit records are appended in order with the batch, and 
   CHECK(!commit_batch(store, batch).ok());
   CHECK(store.data().audit.size() == 2);
 }
+
+// ---- a relaying edge: staging, replication, dead letters ----------------------------------
+
+namespace {
+
+WriteRequest stage(std::uint64_t ticket, std::string conv, std::string id, TimeMs ts = 1000) {
+  WriteRequest request = append(ticket, "dev", std::move(conv), std::move(id), ts, std::string(kTraceA));
+  std::get<AppendRequest>(request.op).stage = true;
+  return request;
+}
+
+WriteRequest replicate(std::uint64_t ticket, std::string conv, std::string id, Seq seq) {
+  ReplicateRequest request;
+  request.tenant = "dev";
+  request.msg.conv = std::move(conv);
+  request.msg.id = std::move(id);
+  request.msg.seq = seq;
+  request.msg.from = "bob";
+  request.msg.ts = 5000;
+  request.msg.body = JsonText{R"({"seq":)" + std::to_string(seq) + "}"};
+  return WriteRequest{ticket, std::move(request)};
+}
+
+WriteRequest dead_letter(std::uint64_t ticket, std::string conv, std::string id) {
+  return WriteRequest{ticket, DeadLetterRequest{"dev", std::move(conv), std::move(id),
+                                                make_error(ErrorCode::forbidden, "conv: no access"), 9000}};
+}
+
+const ReplicateOutcome& as_replicate(const WriteOutcome& outcome) {
+  const auto* replicated = std::get_if<ReplicateOutcome>(&outcome.result);
+  if (!replicated) FAIL("ticket " << outcome.ticket << " is not a ReplicateOutcome");
+  return *replicated;
+}
+
+const DeadLetterOutcome& as_dead(const WriteOutcome& outcome) {
+  const auto* dead = std::get_if<DeadLetterOutcome>(&outcome.result);
+  if (!dead) FAIL("ticket " << outcome.ticket << " is not a DeadLetterOutcome");
+  return *dead;
+}
+
+std::vector<std::string> staged_ids(MemoryLogStore& store) {
+  std::vector<std::string> ids;
+  auto staged = store.staged_messages();  // named: the loop must not outlive it
+  for (const auto& m : staged.value()) ids.push_back(m.id);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("write_batch: a staged send is stored unsequenced, once, against staged and sequenced ids",
+          "[write_batch][relay]") {
+  MemoryLogStore store;
+  auto first = commit(store, {stage(1, "ops", "s1", 1000), stage(2, "ops", "s2"), stage(3, "ops", "s1", 2000)});
+  CHECK(as_append(first[0]).seq == 0);
+  CHECK_FALSE(as_append(first[0]).dup);
+  REQUIRE(as_append(first[0]).frame);
+  Frame frame = parse_frame(*as_append(first[0]).frame, Direction::from_edge).value();
+  CHECK(std::get<Msg>(frame).provisional);
+  CHECK_FALSE(std::get<Msg>(frame).seq);
+  CHECK(std::get<Msg>(frame).trace == std::optional<std::string>(kTraceA));
+  // The repeat in the same batch: a dup with the first's ts and trace, seq 0 (staged), no frame.
+  CHECK(as_append(first[2]).dup);
+  CHECK(as_append(first[2]).seq == 0);
+  CHECK(as_append(first[2]).ts == 1000);
+  CHECK(as_append(first[2]).trace == std::optional<std::string>(kTraceA));
+  CHECK_FALSE(as_append(first[2]).frame);
+  CHECK(store.head("dev", "ops").value() == 0);  // nothing sequenced here
+  CHECK(staged_ids(store) == std::vector<std::string>{"s1", "s2"});
+
+  // In a later batch too; and the same id in another conversation is another message.
+  auto later = commit(store, {stage(4, "ops", "s2"), stage(5, "other", "s1")});
+  CHECK(as_append(later[0]).dup);
+  CHECK_FALSE(as_append(later[1]).dup);
+  CHECK(staged_ids(store) == std::vector<std::string>{"s1", "s2", "s1"});
+
+  // Once the root's msg is replicated, a repeat learns its seq; it is never staged again.
+  commit(store, {replicate(6, "ops", "s1", 1)});
+  auto again = commit(store, {stage(7, "ops", "s1")});
+  CHECK(as_append(again[0]).dup);
+  CHECK(as_append(again[0]).seq == 1);
+  CHECK(staged_ids(store) == std::vector<std::string>{"s2", "s1"});
+  // A sequenced id (replicated, never staged here) is a dup too.
+  commit(store, {replicate(8, "ops", "x9", 2)});
+  auto sequenced = commit(store, {stage(9, "ops", "x9")});
+  CHECK(as_append(sequenced[0]).dup);
+  CHECK(as_append(sequenced[0]).seq == 2);
+  CHECK(store.data().staged.size() == 2);
+}
+
+TEST_CASE("write_batch: replicate appends at head+1, ignores seqs at or below the head, refuses a gap",
+          "[write_batch][relay]") {
+  MemoryLogStore store;
+  commit(store, {stage(1, "ops", "mine")});
+  auto out = commit(store, {replicate(2, "ops", "theirs", 1), replicate(3, "ops", "mine", 2)});
+  CHECK(as_replicate(out[0]).stored);
+  CHECK_FALSE(as_replicate(out[0]).was_staged);
+  CHECK(as_replicate(out[1]).stored);
+  CHECK(as_replicate(out[1]).was_staged);  // its staged copy is gone
+  REQUIRE(as_replicate(out[1]).frame);
+  Msg stored = std::get<Msg>(parse_frame(*as_replicate(out[1]).frame, Direction::from_edge).value());
+  CHECK(stored.seq == Seq{2});
+  CHECK_FALSE(stored.provisional);
+  CHECK(store.head("dev", "ops").value() == 2);
+  CHECK(store.staged_messages().value().empty());
+
+  // At or below the head: already here, nothing changes (a replay after a reconnect).
+  auto repeat = commit(store, {replicate(4, "ops", "theirs", 1), replicate(5, "ops", "other", 2)});
+  CHECK_FALSE(as_replicate(repeat[0]).stored);
+  CHECK_FALSE(as_replicate(repeat[0]).frame);
+  CHECK_FALSE(as_replicate(repeat[1]).stored);
+  CHECK(store.head("dev", "ops").value() == 2);
+  CHECK(store.read_after("dev", "ops", 1, 1).value().at(0).frame == *as_replicate(out[1]).frame);
+
+  // A gap: refused (the node rewinds), the rest of the batch goes on.
+  auto gap = commit(store, {replicate(6, "ops", "far", 4), replicate(7, "ops", "next", 3)});
+  const auto* refused = std::get_if<Error>(&gap[0].result);
+  REQUIRE(refused);
+  CHECK(refused->code == ErrorCode::unavailable);
+  CHECK(as_replicate(gap[1]).stored);
+  CHECK(store.head("dev", "ops").value() == 3);
+
+  // Without a seq: refused as invalid.
+  WriteRequest unsequenced = replicate(8, "ops", "none", 4);
+  std::get<ReplicateRequest>(unsequenced.op).msg.seq.reset();
+  auto none = commit(store, {unsequenced});
+  REQUIRE(std::get_if<Error>(&none[0].result));
+  CHECK(std::get<Error>(none[0].result).code == ErrorCode::invalid);
+  CHECK(store.head("dev", "ops").value() == 3);
+}
+
+TEST_CASE("write_batch: a dead letter moves a staged send aside; a non-staged id is not found",
+          "[write_batch][relay]") {
+  MemoryLogStore store;
+  commit(store, {stage(1, "ops", "bad"), stage(2, "ops", "good")});
+  auto out = commit(store, {dead_letter(3, "ops", "bad"), dead_letter(4, "ops", "bad"),
+                            dead_letter(5, "ops", "never")});
+  CHECK(as_dead(out[0]).found);
+  CHECK(as_dead(out[0]).from == "alice");
+  CHECK_FALSE(as_dead(out[1]).found);  // already dead
+  CHECK_FALSE(as_dead(out[2]).found);
+  CHECK(staged_ids(store) == std::vector<std::string>{"good"});
+  REQUIRE(store.data().dead_letters.size() == 1);
+  const std::string& record = store.data().dead_letters.begin()->second;
+  json::object parsed = json::parse(record).as_object();
+  CHECK(parsed.at("id").as_string() == "bad");
+  CHECK(parsed.at("conv").as_string() == "ops");
+  CHECK(parsed.at("code").as_string() == "forbidden");
+  CHECK(parsed.at("reason").as_string() == "conv: no access");
+  CHECK(parsed.at("ts").as_int64() == 9000);
+  CHECK(parsed.at("msg").as_object().at("id").as_string() == "bad");  // the staged frame kept
+
+  // A sequenced id is not dead-lettered: it made it after all.
+  commit(store, {replicate(6, "ops", "good", 1)});
+  auto late = commit(store, {dead_letter(7, "ops", "good")});
+  CHECK_FALSE(as_dead(late[0]).found);
+  CHECK(store.data().dead_letters.size() == 1);
+  CHECK(store.head("dev", "ops").value() == 1);
+}

@@ -734,4 +734,155 @@ TEST_CASE("lmdb: audit records are numbered in order, survive reopen, and read w
   CHECK(head_of(*store, "t", "ops") == 1);
 }
 
+
+// ---- a relaying edge's staged sends and dead letters (sub-dbs staged, dead) ---------------
+
+namespace {
+
+WriteRequest staged_send(std::uint64_t ticket, const std::string& tenant, const std::string& conv,
+                         const std::string& id) {
+  WriteRequest request = append(ticket, tenant, conv, id, numbered("staged ", ticket), 1000,
+                                traceparent(ticket));
+  std::get<AppendRequest>(request.op).stage = true;
+  return request;
+}
+
+WriteRequest replicated(std::uint64_t ticket, const std::string& conv, const std::string& id, Seq seq) {
+  Msg msg;
+  msg.conv = conv;
+  msg.id = id;
+  msg.seq = seq;
+  msg.from = "alice";
+  msg.ts = 2000;
+  msg.body = JsonText{R"({"text":"sequenced"})"};
+  return WriteRequest{ticket, ReplicateRequest{"dev", std::move(msg)}};
+}
+
+std::vector<std::string> staged_keys(LogReader& store) {
+  auto staged = store.staged_messages();
+  if (!staged.ok()) FAIL("staged_messages: " << staged.error().message);
+  std::vector<std::string> keys;
+  for (const auto& m : staged.value()) keys.push_back(m.tenant + "/" + m.conv + "/" + m.id);
+  return keys;
+}
+
+// The dead sub-db as (key, record), read with LMDB itself once the store is closed.
+std::vector<std::pair<std::string, std::string>> dead_letters_in(const std::string& dir) {
+  std::vector<std::pair<std::string, std::string>> out;
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == MDB_SUCCESS);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == MDB_SUCCESS);
+  int rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644);
+  if (rc != MDB_SUCCESS) {
+    mdb_env_close(env);
+    FAIL("mdb_env_open: " << mdb_strerror(rc));
+  }
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == MDB_SUCCESS);
+  MDB_dbi dbi = 0;
+  rc = mdb_dbi_open(txn, "dead", 0, &dbi);
+  if (rc == MDB_SUCCESS) {
+    MDB_cursor* cursor = nullptr;
+    REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == MDB_SUCCESS);
+    MDB_val key{}, data{};
+    for (rc = mdb_cursor_get(cursor, &key, &data, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cursor, &key, &data, MDB_NEXT))
+      out.emplace_back(std::string(static_cast<const char*>(key.mv_data), key.mv_size),
+                       std::string(static_cast<const char*>(data.mv_data), data.mv_size));
+    mdb_cursor_close(cursor);
+  }
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("lmdb: staged sends come back in staged order, across batches and a reopen", "[lmdb][relay]") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    // Key order (tenant, conv, id) differs from staged order on purpose.
+    auto first = commit(*store, {staged_send(1, "dev", "zeta", "m9"), staged_send(2, "acme", "ops", "m5")});
+    CHECK(appended(first[0]).seq == 0);
+    CHECK_FALSE(appended(first[0]).dup);
+    auto second = commit(*store, {staged_send(3, "dev", "alpha", "m1"), staged_send(4, "dev", "zeta", "m9")});
+    CHECK(appended(second[1]).dup);  // staged already
+    CHECK(appended(second[1]).seq == 0);
+    CHECK(staged_keys(*store) == std::vector<std::string>{"dev/zeta/m9", "acme/ops/m5", "dev/alpha/m1"});
+    CHECK(head_of(*store, "dev", "zeta") == 0);
+  }
+  auto store = open_store(dir.path());
+  CHECK(staged_keys(*store) == std::vector<std::string>{"dev/zeta/m9", "acme/ops/m5", "dev/alpha/m1"});
+  // The frame survives as written: provisional, no seq, the sender's trace.
+  auto staged = store->staged_messages().value();
+  Msg frame = parse_stored(staged.at(0).frame);
+  CHECK(frame.provisional);
+  CHECK_FALSE(frame.seq);
+  CHECK(frame.trace == std::optional<std::string>(traceparent(1)));
+  // The stage counter survived too: a send staged after the reopen goes last.
+  commit(*store, {staged_send(5, "acme", "a", "m0")});
+  CHECK(staged_keys(*store) ==
+        std::vector<std::string>{"dev/zeta/m9", "acme/ops/m5", "dev/alpha/m1", "acme/a/m0"});
+  auto repeat = commit(*store, {staged_send(6, "acme", "ops", "m5")});
+  CHECK(appended(repeat[0]).dup);
+}
+
+TEST_CASE("lmdb: replicating a staged send erases it, in the same batch too; its repeat is a dup",
+          "[lmdb][relay]") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    commit(*store, {staged_send(1, "dev", "ops", "a"), staged_send(2, "dev", "ops", "b")});
+    auto out = commit(*store, {replicated(3, "ops", "a", 1), staged_send(4, "dev", "ops", "c"),
+                               replicated(5, "ops", "c", 2)});
+    const auto* first = std::get_if<ReplicateOutcome>(&out[0].result);
+    REQUIRE(first);
+    CHECK(first->stored);
+    CHECK(first->was_staged);
+    const auto* third = std::get_if<ReplicateOutcome>(&out[2].result);
+    REQUIRE(third);
+    CHECK(third->was_staged);  // staged and replicated within one transaction
+    CHECK(staged_keys(*store) == std::vector<std::string>{"dev/ops/b"});
+    CHECK(seqs(read(*store, "dev", "ops", 0, 10)) == range(1, 2));
+    CHECK_FALSE(parse_stored(read(*store, "dev", "ops", 0, 10).at(0).frame).provisional);
+  }
+  auto store = open_store(dir.path());
+  CHECK(staged_keys(*store) == std::vector<std::string>{"dev/ops/b"});
+  auto again = commit(*store, {staged_send(6, "dev", "ops", "a")});
+  CHECK(appended(again[0]).dup);
+  CHECK(appended(again[0]).seq == 1);
+  CHECK(staged_keys(*store) == std::vector<std::string>{"dev/ops/b"});
+}
+
+TEST_CASE("lmdb: a dead letter leaves the staged sends and is kept in the dead sub-db", "[lmdb][relay]") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    commit(*store, {staged_send(1, "dev", "ops", "bad"), staged_send(2, "dev", "ops", "good")});
+    auto out = commit(*store, {WriteRequest{3, DeadLetterRequest{"dev", "ops", "bad",
+                                                                 make_error(ErrorCode::forbidden, "conv: no access"), 4242}},
+                               WriteRequest{4, DeadLetterRequest{"dev", "ops", "unknown",
+                                                                 make_error(ErrorCode::forbidden, "x"), 4243}}});
+    const auto* dead = std::get_if<DeadLetterOutcome>(&out[0].result);
+    REQUIRE(dead);
+    CHECK(dead->found);
+    CHECK(dead->from == "alice");
+    const auto* unknown = std::get_if<DeadLetterOutcome>(&out[1].result);
+    REQUIRE(unknown);
+    CHECK_FALSE(unknown->found);
+    CHECK(staged_keys(*store) == std::vector<std::string>{"dev/ops/good"});
+  }
+  auto letters = dead_letters_in(dir.path());
+  REQUIRE(letters.size() == 1);
+  CHECK(letters[0].first == std::string("dev\0ops\0bad", 11));
+  auto record = boost::json::parse(letters[0].second).as_object();
+  CHECK(record.at("id").as_string() == "bad");
+  CHECK(record.at("code").as_string() == "forbidden");
+  CHECK(record.at("ts").as_int64() == 4242);
+  CHECK(record.at("msg").as_object().at("prov").as_bool());
+  auto store = open_store(dir.path());
+  CHECK(staged_keys(*store) == std::vector<std::string>{"dev/ops/good"});
+}
+
 }  // namespace waymark::edge
