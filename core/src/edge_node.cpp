@@ -55,12 +55,12 @@ void EdgeNode::on_connect(ConnId conn, TimeMs now, std::string peer) {
   counters_.connections_open = connections_.size();
 }
 
-void EdgeNode::on_disconnect(ConnId conn, TimeMs) {
+void EdgeNode::on_disconnect(ConnId conn, TimeMs now) {
   auto it = connections_.find(conn);
   if (it == connections_.end()) return;
   std::vector<std::string> convs;
   for (const auto& [conv, sub] : it->second.subs) convs.push_back(conv);
-  for (const auto& conv : convs) unsubscribe(conn, it->second, conv);
+  for (const auto& conv : convs) unsubscribe(conn, it->second, conv, now);
   set_deadline(conn, it->second, 0);
   if (it->second.counted) {
     auto user = user_connections_.find({it->second.identity->tenant, it->second.identity->user});
@@ -212,7 +212,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Sub&& frame, TimeMs now) {
 
 void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs now) {
   if (!check_access(conn, c, frame.conv, "unsub", frame.rid, now)) return;
-  unsubscribe(conn, c, frame.conv);
+  unsubscribe(conn, c, frame.conv, now);
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
@@ -470,7 +470,7 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
   write_frame(conn, subd);
 }
 
-void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) {
+void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv, TimeMs now) {
   auto sub = c.subs.find(conv);
   if (sub == c.subs.end()) return;
   c.subs.erase(sub);
@@ -486,7 +486,7 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv) 
   }
   if (topic.subscribers.empty()) {
     topics_.erase(topic_it);
-    if (config_.relay) release_interest(key, 0);
+    if (config_.relay) release_interest(key, now);
   }
 }
 
@@ -904,9 +904,7 @@ void EdgeNode::release_interest(const TopicKey& key, TimeMs now) {
   if (it == interest_.end() || !it->second.on) return;
   if (it->second.staged > 0 || topics_.count(key)) return;
   if (it->second.linger_until) interest_deadlines_.erase({it->second.linger_until, key});
-  // now == 0: called without a clock (an unsubscribe); the linger counts from the next timer.
   it->second.linger_until = std::max<TimeMs>(now, 1) + config_.interest_linger_ms;
-  if (now == 0) it->second.linger_until = config_.interest_linger_ms;
   interest_deadlines_.insert({it->second.linger_until, key});
 }
 

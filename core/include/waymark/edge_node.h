@@ -257,7 +257,7 @@ class EdgeNode {
 
   void subscribe(ConnId conn, Connection& c, const SubRequest& request,
                  const std::optional<std::string>& rid, TimeMs now);
-  void unsubscribe(ConnId conn, Connection& c, const std::string& conv);
+  void unsubscribe(ConnId conn, Connection& c, const std::string& conv, TimeMs now);
   void fan_out_msg(const std::string& tenant, const std::string& conv, Seq seq,
                    const std::shared_ptr<const std::string>& frame);
   // Serializes frame once and writes it to the topic's live subscribers but `except`.
