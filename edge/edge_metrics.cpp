@@ -58,6 +58,9 @@ EdgeMetrics::EdgeMetrics()
                            .Help("Relay: sends stored here and not yet sequenced upstream").Register(*registry_)),
       upstream_oldest_(prometheus::BuildGauge().Name("waymark_upstream_outbox_oldest_age_seconds")
                            .Help("Relay: age of the oldest staged send (0: none)").Register(*registry_)),
+      upstream_lag_(prometheus::BuildGauge().Name("waymark_upstream_replication_lag")
+                        .Help("Relay: msgs the upstream sequenced that this log lacks (upstream head - local head, summed over followed conversations)")
+                        .Register(*registry_)),
       commit_batch_(prometheus::BuildHistogram().Name("waymark_commit_batch_size")
                         .Help("Writes per group commit").Register(*registry_).Add({}, batch_buckets())),
       commit_seconds_(prometheus::BuildHistogram().Name("waymark_commit_seconds")
@@ -89,6 +92,7 @@ void EdgeMetrics::set_upstream(const std::map<std::string, UpstreamLinkStatus>& 
   for (const auto& [tenant, link] : links) {
     upstream_up_.Add({{"tenant", tenant}}).Set(link.state == ConnectionState::online ? 1 : 0);
     sync_counter(upstream_reconnects_, seen_reconnects_, "tenant", tenant, link.reconnects);
+    upstream_lag_.Add({{"tenant", tenant}}).Set(static_cast<double>(link.replication_lag));
   }
   upstream_oldest_.Add({}).Set(oldest_staged_age_seconds.value_or(0));
 }

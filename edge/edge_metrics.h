@@ -63,6 +63,7 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& upstream_reconnects_;
   prometheus::Family<prometheus::Gauge>& upstream_outbox_;
   prometheus::Family<prometheus::Gauge>& upstream_oldest_;
+  prometheus::Family<prometheus::Gauge>& upstream_lag_;
   std::map<std::string, std::uint64_t> seen_reconnects_;
   prometheus::Histogram& commit_batch_;
   prometheus::Histogram& commit_seconds_;

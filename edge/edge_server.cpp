@@ -492,7 +492,8 @@ std::string EdgeServer::healthz_upstream() const {
   boost::json::object links;
   for (const auto& [tenant, link] : node_->upstream_links()) {
     boost::json::object entry{{"state", link.stopped ? "stopped" : std::string(to_string(link.state))},
-                              {"reconnects", link.reconnects}};
+                              {"reconnects", link.reconnects},
+                              {"replication_lag", link.replication_lag}};
     if (link.state != ConnectionState::online && !link.reason.empty()) entry["reason"] = link.reason;
     links[tenant] = std::move(entry);
   }
@@ -534,7 +535,17 @@ void EdgeServer::sweep_idle(std::chrono::steady_clock::time_point steady_now) {
 void EdgeServer::tick() {
   auto steady_now = std::chrono::steady_clock::now();
   sweep_idle(steady_now);
-  if (reload_requested_.exchange(false)) node_->reload_auth(now());
+  if (reload_requested_.exchange(false)) {
+    node_->reload_auth(now());
+    if (upstream_) {
+      auto reloaded = upstream_->reload_token();
+      if (reloaded.ok())
+        log_event(LogLevel::info, "upstream_token_reload", {{"file", options_.upstream->token_file}});
+      else
+        log_event(LogLevel::error, "upstream_token_reload",
+                  {{"file", options_.upstream->token_file}, {"error", reloaded.error().message}});
+    }
+  }
   node_->on_timer(now());  // handshake timeouts, token expiry
   flush();
   if (shutdown_requested_ && phase_ == Phase::running) {

@@ -177,15 +177,13 @@ int main(int argc, char** argv) {
     upstream.node = options.node;
     upstream.ca_file = upstream_ca;
     if (!upstream_token_file.empty()) {
-      std::ifstream in(upstream_token_file);
-      std::string token;
-      if (!in || !std::getline(in, token) || token.empty()) {
-        std::fprintf(stderr, "waymark-edge: --upstream-token-file %s: cannot read a token from it\n",
-                     upstream_token_file.c_str());
+      auto token = waymark::edge::read_node_token(upstream_token_file);
+      if (!token.ok()) {
+        std::fprintf(stderr, "waymark-edge: %s\n", token.error().message.c_str());
         return 2;
       }
-      while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-      upstream.token = token;
+      upstream.token = std::move(token).value();
+      upstream.token_file = upstream_token_file;
     } else if (options.dev) {
       upstream.token = "dev-node:" + options.node;
     } else {

@@ -3,6 +3,7 @@
 #include "upstream_link.h"
 
 #include <chrono>
+#include <fstream>
 
 #include "client_host.h"
 #include "waymark/client_session.h"
@@ -37,6 +38,17 @@ Result<UpstreamUrl> parse_upstream_url(const std::string& url) {
   return out;
 }
 
+Result<std::string> read_node_token(const std::string& file) {
+  std::ifstream in(file);
+  std::string token;
+  if (!in || !std::getline(in, token)) token.clear();
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t'))
+    token.pop_back();
+  if (token.empty())
+    return make_error(ErrorCode::invalid, "--upstream-token-file " + file + ": cannot read a token from it");
+  return token;
+}
+
 UpstreamLink::UpstreamLink(UpstreamOptions options, std::function<void()> wake)
     : options_(std::move(options)), wake_(std::move(wake)) {}
 
@@ -61,6 +73,18 @@ void UpstreamLink::submit(std::vector<UpstreamOp> ops) {
   if (ClientHost* host = host_.load()) host->wake();
 }
 
+Result<std::monostate> UpstreamLink::reload_token() {
+  if (options_.token_file.empty()) return std::monostate{};
+  auto token = read_node_token(options_.token_file);
+  if (!token.ok()) return token.error();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    new_token_ = std::move(token).value();
+  }
+  if (ClientHost* host = host_.load()) host->wake();
+  return std::monostate{};
+}
+
 std::vector<std::pair<std::string, ClientEvent>> UpstreamLink::take_events() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::pair<std::string, ClientEvent>> out;
@@ -70,11 +94,21 @@ std::vector<std::pair<std::string, ClientEvent>> UpstreamLink::take_events() {
 
 void UpstreamLink::apply_pending(ClientHost& host) {
   std::vector<UpstreamOp> ops;
+  std::optional<std::string> new_token;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ops.swap(ops_);
+    new_token.swap(new_token_);
   }
   std::map<std::size_t, bool> touched;
+  if (new_token) {
+    options_.token = *new_token;  // for links made from now on
+    for (const auto& [tenant, index] : sessions_) {
+      host.session(index).set_token(*new_token);
+      host.session(index).connect_now(ClientHost::now());  // online links carry on as they are
+      touched[index] = true;
+    }
+  }
   for (const UpstreamOp& op : ops) {
     const std::string& tenant = upstream_tenant(op);
     auto it = sessions_.find(tenant);

@@ -32,9 +32,13 @@ struct UpstreamUrl {
 // ws://HOST:PORT/PATH or wss://... (PATH defaults to /ws); the error says what is wrong.
 Result<UpstreamUrl> parse_upstream_url(const std::string& url);
 
+// The node token in a --upstream-token-file: its first line, trailing CR and blanks cut.
+Result<std::string> read_node_token(const std::string& file);
+
 struct UpstreamOptions {
   UpstreamUrl url;
-  std::string token;     // the node token (dev-node:<node> under --dev)
+  std::string token;       // the node token (dev-node:<node> under --dev)
+  std::string token_file;  // where it came from ("" under --dev): reload_token re-reads it
   std::string node;      // this edge's --node: hello.relay.node
   std::string ca_file;   // wss: verify against this CA bundle instead of the system's
 };
@@ -49,6 +53,10 @@ class UpstreamLink {
 
   void start();
   void submit(std::vector<UpstreamOp> ops);
+  // SIGHUP: re-reads options.token_file; every link uses the new token from its next hello,
+  // and a link the upstream refused the old token on tries again at once. On an error the old
+  // token stays. Nothing to do (ok) without a token file.
+  Result<std::monostate> reload_token();
   std::vector<std::pair<std::string, ClientEvent>> take_events();  // (tenant, event)
   void stop();
 
@@ -65,6 +73,7 @@ class UpstreamLink {
   std::mutex mutex_;  // guards the two queues
   std::vector<UpstreamOp> ops_;
   std::vector<std::pair<std::string, ClientEvent>> events_;
+  std::optional<std::string> new_token_;
 
   // The link's thread only:
   std::map<std::string, std::size_t> sessions_;  // tenant -> ClientHost session index

@@ -87,6 +87,9 @@ json::value plain_event_json(const UnreadEvent& e) {
 json::value plain_event_json(const CursorEvent& e) {
   return json::object{{"type", "cursor"}, {"conv", e.conv}, {"seq", e.seq}};
 }
+json::value plain_event_json(const HeadEvent& e) {  // relay links only; never in a browser
+  return json::object{{"type", "head"}, {"conv", e.conv}, {"head", e.head}};
+}
 json::value plain_event_json(const ErrorEvent& e) {
   json::object o{{"type", "error"}, {"error", error_json(e.error)}};
   if (e.rid) o["rid"] = *e.rid;

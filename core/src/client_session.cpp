@@ -500,6 +500,7 @@ void ClientSession::handle(const Subd& frame, TimeMs now) {
   Conversation& c = it->second;
   c.requested = false;
   c.known_head = std::max(c.known_head, frame.head);
+  if (config_.relay) emit(HeadEvent{frame.conv, frame.head});
   if (!c.cursor) {  // subscribed live from the head
     c.cursor = frame.head;
     // This device never received what lies below the head: no delivered receipt for it, and
@@ -599,7 +600,17 @@ void ClientSession::handle(const Nack& frame, TimeMs now) {
     row.at = now;
     emit(std::move(row));
     mark_state_changed();
+    drop_failed_relayed();
   }
+}
+
+// A relay link's failed send is the relay's dead letter from here on (its host stores it
+// from the failed row): the link keeps no failed entries, which nobody would ever retry.
+void ClientSession::drop_failed_relayed() {
+  if (!config_.relay) return;
+  outbox_.erase(std::remove_if(outbox_.begin(), outbox_.end(),
+                               [](const OutboxEntry& entry) { return entry.failed; }),
+                outbox_.end());
 }
 
 void ClientSession::handle(const Rcpt& frame, TimeMs now) {
@@ -960,6 +971,7 @@ void ClientSession::pump_outbox(TimeMs now) {
     entry.sent_on = connection_;
     ++in_flight;
   }
+  drop_failed_relayed();
 }
 
 void ClientSession::resolve_sent(const std::string& conv, const std::string& id,

@@ -625,6 +625,7 @@ void EdgeNode::on_timer(TimeMs now) {
     if (it == interest_.end() || it->second.linger_until == 0 || it->second.linger_until > now)
       continue;
     upstream_.push_back(UpstreamInterest{key.first, key.second, false, 0, false});
+    note_heads(key, 0, it->second.upstream_head);  // followed no more: no lag of ours
     interest_.erase(it);
   }
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
@@ -720,6 +721,8 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs no
                    [&](const ReplicateOutcome& replicated) {
                      if (replicated.was_staged)
                        staged_removed(pending.tenant, pending.conv, pending.id, now);
+                     // Stored now, or there already (a gap is an Error): the log holds it.
+                     note_heads({pending.tenant, pending.conv}, 0, pending.seq);
                      if (!replicated.stored || !replicated.frame) return;
                      ++counters_.replicated_messages;
                      auto parsed = parse_frame(*replicated.frame, Direction::from_edge);
@@ -890,6 +893,7 @@ Status EdgeNode::recover_staged(TimeMs now) {
 // Held while the conversation has local subscribers or staged sends; released with a linger.
 void EdgeNode::hold_interest(const TopicKey& key, Seq after) {
   Interest& interest = interest_[key];
+  note_heads(key, 0, after);
   if (interest.linger_until) {
     interest_deadlines_.erase({interest.linger_until, key});
     interest.linger_until = 0;
@@ -897,6 +901,20 @@ void EdgeNode::hold_interest(const TopicKey& key, Seq after) {
   if (interest.on) return;
   interest.on = true;
   upstream_.push_back(UpstreamInterest{key.first, key.second, true, after, false});
+}
+
+void EdgeNode::note_heads(const TopicKey& key, Seq upstream_head, Seq local_head) {
+  auto it = interest_.find(key);
+  if (it == interest_.end()) return;
+  Interest& interest = it->second;
+  auto lag = [](const Interest& i) -> std::uint64_t {
+    return i.upstream_head > i.local_head ? i.upstream_head - i.local_head : 0;
+  };
+  std::uint64_t& total = links_[key.first].replication_lag;
+  total -= std::min(total, lag(interest));
+  interest.upstream_head = std::max(interest.upstream_head, upstream_head);
+  interest.local_head = std::max(interest.local_head, local_head);
+  total += lag(interest);
 }
 
 void EdgeNode::release_interest(const TopicKey& key, TimeMs now) {
@@ -989,10 +1007,12 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
       Overloaded{
           [&](const MessageEvent& message) {
             if (!message.msg.seq) return;
+            note_heads({tenant, message.msg.conv}, *message.msg.seq, 0);
             PendingWrite pending;
             pending.tenant = tenant;
             pending.conv = message.msg.conv;
             pending.id = message.msg.id;
+            pending.seq = *message.msg.seq;
             pending.what = WriteKind::replicate;
             persist(WriteRequest{0, ReplicateRequest{tenant, message.msg}}, std::move(pending));
           },
@@ -1007,6 +1027,7 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
                                                    receipt.kind}},
                     std::move(pending));
           },
+          [&](const HeadEvent& head) { note_heads({tenant, head.conv}, head.head, 0); },
           [&](const TypingEvent& typing) {
             send_to_topic({tenant, typing.conv}, Typing{typing.conv, typing.on, typing.user, std::nullopt}, 0);
           },
@@ -1034,8 +1055,10 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
             link.state = connection.state;
             link.reason = connection.reason;
             if (connection.token_refused) link.stopped = true;
-            if (connection.state == ConnectionState::online)
+            if (connection.state == ConnectionState::online) {
+              link.stopped = false;  // a new token (SIGHUP) was taken
               set_upstream_path(tenant, connection.path, now);
+            }
           },
           [&](const auto&) {},
       },

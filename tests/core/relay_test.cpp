@@ -37,6 +37,7 @@ struct Tree {
   SeededRandom link_random{7};
   ClientSession link;
   bool up = true;              // the network between relay and root
+  bool relay_commits = true;   // false: the relay's writer holds every batch (a slow disk)
   std::optional<ConnId> link_conn;   // the link's socket at the root
   ConnectionId link_socket = 0;
   std::vector<ClientEvent> link_events;  // everything the link told the relay
@@ -101,7 +102,7 @@ struct Tree {
         moved = true;
         root.commit();
       }
-      if (!relay.writer.empty()) {
+      if (relay_commits && !relay.writer.empty()) {
         moved = true;
         relay.commit();
       }
@@ -341,6 +342,11 @@ TEST_CASE("relay: the root refusing a staged send for good makes a dead letter a
   CHECK(tree.relay.store.data().dead_letters.size() == 1);
   CHECK(tree.relay.store.staged_messages().value().empty());
   CHECK(log_ids(tree.root.store, "secret").empty());
+  CHECK(tree.link.outbox_size() == 0);  // the dead letter is kept at the relay, not in the link
+  // A reconnect sends nothing again: the root hears z1 once.
+  tree.cut();
+  tree.heal();
+  CHECK(tree.root.edge.counters().errors_out.at("forbidden") == 1);
 }
 
 TEST_CASE("relay: node tokens and 'as' are refused where they do not belong", "[relay]") {
@@ -426,4 +432,45 @@ TEST_CASE("relay: a cycle is refused on both ends", "[relay]") {
   REQUIRE(!got.empty());
   CHECK(contains(as<Err>(got.at(0)).msg, "cycle"));
   CHECK(got.back().close_code == 4001);
+}
+
+TEST_CASE("relay: replication lag is the upstream's head minus what the relay's log holds",
+          "[relay]") {
+  Tree tree;
+  ConnId dora = tree.root.subscriber("dora", "ops");
+  tree.root.send_many(dora, "ops", "d", 5);  // before the relay follows "ops"
+  tree.settle();
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 0);
+
+  tree.relay_commits = false;  // the relay hears everything and stores nothing yet
+  ConnId bob = tree.relay.subscriber("bob", "ops");
+  tree.settle();
+  bool told_head = false;
+  for (const ClientEvent& event : tree.link_events)
+    if (const auto* head = std::get_if<HeadEvent>(&event))
+      told_head = told_head || (head->conv == "ops" && head->head == 5);
+  CHECK(told_head);
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 5);
+
+  tree.relay_commits = true;
+  tree.settle();
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 0);
+  CHECK(log_ids(tree.relay.store, "ops").size() == 5);
+
+  // Live msgs raise the upstream head as they come; each commit brings the lag back down.
+  tree.relay_commits = false;
+  tree.root.send_many(dora, "ops", "e", 2);
+  tree.settle();
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 2);
+  tree.relay_commits = true;
+  tree.settle();
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 0);
+  CHECK(msg_seqs(tree.relay.take(bob)) == std::vector<Seq>{1, 2, 3, 4, 5, 6, 7});
+
+  // A conversation followed no more adds nothing: the linger passes, the link lets go.
+  tree.relay.disconnect(bob);
+  tree.run_for(3000);
+  tree.root.send_many(dora, "ops", "f", 3);
+  tree.settle();
+  CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 0);
 }

@@ -73,6 +73,9 @@ struct TypingEvent { std::string conv, user; bool on = false; };
 struct ReceiptEvent { std::string conv, user; Seq seq = 0; ReceiptKind kind = ReceiptKind::read; };
 struct UnreadEvent { std::string conv; std::uint64_t count = 0; };
 struct CursorEvent { std::string conv; Seq seq = 0; };  // the conversation's cursor advanced
+// A relay link only: the upstream's head of a conversation, from its subd (the relay's
+// replication lag is this minus its own head).
+struct HeadEvent { std::string conv; Seq head = 0; };
 
 // The answer to request_history.
 struct HistoryEvent {
@@ -95,6 +98,7 @@ struct TokenWantedEvent {};
 
 using ClientEvent = std::variant<RowEvent, MessageEvent, ConnectionEvent, PresenceEvent,
                                  TypingEvent, ReceiptEvent, UnreadEvent, CursorEvent,
-                                 HistoryEvent, ErrorEvent, StateChangedEvent, TokenWantedEvent>;
+                                 HistoryEvent, ErrorEvent, StateChangedEvent, TokenWantedEvent,
+                                 HeadEvent>;
 
 }  // namespace waymark

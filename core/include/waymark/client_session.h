@@ -199,6 +199,7 @@ class ClientSession {
   void resolve_sent(const std::string& conv, const std::string& id, std::optional<Seq> seq,
                     TimeMs now);
   void track_own_row(Conversation& c, Seq seq, const std::string& id);
+  void drop_failed_relayed();
   std::deque<OutboxEntry>::iterator find_outbox(const std::string& conv, const std::string& id);
   TimeMs full_jitter_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt);
 

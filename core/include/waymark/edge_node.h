@@ -113,6 +113,9 @@ struct UpstreamLinkStatus {
   std::uint64_t reconnects = 0;   // online -> not online transitions
   std::string reason;             // why not online, when it is not
   bool stopped = false;           // stopped for good (a cycle; a refused node token)
+  // Messages the upstream has sequenced that this node's log does not hold yet, summed over
+  // the conversations it follows (the upstream's head from its subd and msgs, minus ours).
+  std::uint64_t replication_lag = 0;
 };
 
 class EdgeNode;
@@ -218,11 +221,14 @@ class EdgeNode {
     std::string user;                          // receipts: whose
     ReceiptKind kind = ReceiptKind::read;      // receipts: which cursor
     Error reason;                              // dead letters: the root's refusal
+    Seq seq = 0;                               // replicated msgs: the upstream's seq
   };
   struct Interest {  // a relaying edge's upstream subscription to one (tenant, conv)
     bool on = false;
     std::uint32_t staged = 0;   // staged sends waiting for their seq
     TimeMs linger_until = 0;    // 0: held (local subscribers or staged sends)
+    Seq upstream_head = 0;      // the highest seq the upstream told us of
+    Seq local_head = 0;         // the highest seq of it in our log
   };
   using TopicKey = std::pair<std::string, std::string>;
 
@@ -244,6 +250,8 @@ class EdgeNode {
 
   // relaying
   void hold_interest(const TopicKey& key, Seq after);
+  // Raises the interest's heads and keeps the tenant link's replication_lag their sum.
+  void note_heads(const TopicKey& key, Seq upstream_head, Seq local_head);
   void release_interest(const TopicKey& key, TimeMs now);
   void staged_added(const std::string& tenant, const std::string& conv, const std::string& id,
                     TimeMs at);
