@@ -233,6 +233,12 @@ void ClientSession::connection_lost(TimeMs now, std::string reason, bool ask_clo
     c.gap_rid.reset();
     for (const auto& [user, expiry] : c.typing) emit(TypingEvent{conv, user, false});
     c.typing.clear();
+    // A relay link's presence is what it passes down to its node's users: stale once the
+    // link is gone (the next subd says who is there again).
+    if (config_.relay) {
+      for (const auto& user : c.present) emit(PresenceEvent{conv, user, false});
+      c.present.clear();
+    }
   }
   for (auto& [rid, request] : history_requests_)
     emit(HistoryEvent{rid, request.conv, {}, false,
@@ -414,6 +420,7 @@ void ClientSession::handle(const Welcome& frame, TimeMs now) {
     const auto& [conv, user, kind] = key;
     write(Rcpt{conv, seq, kind, std::nullopt, std::nullopt, user});
   }
+  for (const auto& [conv, user] : relayed_presence_) write(Presence{conv, {}, true, user});
 }
 
 void ClientSession::handle(const Msg& frame, TimeMs now) { accept_msg(frame, now); }
@@ -768,6 +775,12 @@ void ClientSession::pass_receipt(const std::string& conv, const std::string& use
 
 void ClientSession::pass_typing(const std::string& conv, const std::string& user, bool on) {
   if (phase_ == Phase::online) write(Typing{conv, on, std::nullopt, std::nullopt, user});
+}
+
+void ClientSession::pass_presence(const std::string& conv, const std::string& user, bool on) {
+  bool changed = on ? relayed_presence_.insert({conv, user}).second
+                    : relayed_presence_.erase({conv, user}) > 0;
+  if (changed && phase_ == Phase::online) write(Presence{conv, {}, on, user});
 }
 
 void ClientSession::rewind(const std::string& conv, Seq after, TimeMs) {

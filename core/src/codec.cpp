@@ -484,11 +484,15 @@ Result<Frame> parse_nack(FieldReader& r) {
   return finish(r, std::move(f));
 }
 
-Result<Frame> parse_presence(FieldReader& r) {
+Result<Frame> parse_presence(FieldReader& r, Direction direction) {
   Presence f;
   f.conv = r.conv();
-  f.user = r.user();
+  if (direction == Direction::from_edge) f.user = r.user();
   f.on = r.boolean("on");
+  if (direction == Direction::from_client) {
+    f.as = r.as_user();
+    if (!f.as && !r.error) r.fail("as", "is required: presence comes only from a relay, for one of its users");
+  }
   return finish(r, std::move(f));
 }
 
@@ -666,7 +670,11 @@ struct ToJson {
     return o;
   }
   json::object operator()(const Presence& f) const {
-    return json::object{{"t", "presence"}, {"conv", f.conv}, {"user", f.user}, {"on", f.on}};
+    json::object o{{"t", "presence"}, {"conv", f.conv}};
+    if (!f.as) o["user"] = f.user;
+    o["on"] = f.on;
+    if (f.as) o["as"] = *f.as;
+    return o;
   }
   json::object operator()(const Pong& f) const {
     json::object o{{"t", "pong"}, {"ts", f.ts}};
@@ -806,6 +814,7 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
     if (type == "ping") return parse_ping(r);
     if (type == "rcpt") return parse_rcpt(r, direction);
     if (type == "typing") return parse_typing(r, direction);
+    if (type == "presence") return parse_presence(r, direction);
   } else {
     if (type == "welcome") return parse_welcome(r);
     if (type == "msg") return parse_msg(r);
@@ -815,7 +824,7 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
     if (type == "nack") return parse_nack(r);
     if (type == "rcpt") return parse_rcpt(r, direction);
     if (type == "typing") return parse_typing(r, direction);
-    if (type == "presence") return parse_presence(r);
+    if (type == "presence") return parse_presence(r, direction);
     if (type == "pong") return parse_pong(r);
     if (type == "bye") return parse_bye(r);
     if (type == "err") return parse_err(r);

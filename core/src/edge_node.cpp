@@ -139,6 +139,7 @@ void EdgeNode::on_text(ConnId conn, std::string_view text, TimeMs now) {
                  [&](Ping& f) { handle(conn, c, std::move(f), now); },
                  [&](Rcpt& f) { handle(conn, c, std::move(f), now); },
                  [&](Typing& f) { handle(conn, c, std::move(f), now); },
+                 [&](Presence& f) { handle(conn, c, std::move(f), now); },
                  [&](auto&) {},  // parse_frame(from_client) yields client frames only
              },
              frame);
@@ -398,6 +399,43 @@ void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
     upstream_.push_back(UpstreamTyping{c.identity->tenant, *user, frame.conv, frame.on});
 }
 
+// A downstream relay's user came or went (docs/protocol.md "Relays"): counted in the topic's
+// present as one connection of that user's, while the relay stays subscribed.
+void EdgeNode::handle(ConnId conn, Connection& c, Presence&& frame, TimeMs now) {
+  if (!c.relay_node) {
+    AuditRecord record = audit_of(c, "forbidden", now);
+    record.frame = "presence";
+    record.detail = "presence: only a relay link announces presence";
+    audit(std::move(record), now);
+    return send_error(conn, ErrorCode::forbidden, "presence: only a relay link announces presence",
+                      std::nullopt);
+  }
+  if (!c.subs.count(frame.conv))
+    return send_error(conn, ErrorCode::invalid,
+                      "presence: subscribe to \"" + frame.conv + "\" first", std::nullopt);
+  TopicKey key{c.identity->tenant, frame.conv};
+  const std::string& user = *frame.as;
+  if (frame.on) {
+    if (!c.relayed_present.insert({frame.conv, user}).second) return;
+    if (++topics_[key].present[user] == 1) presence_counted(key, user, true, conn);
+    return;
+  }
+  if (!c.relayed_present.erase({frame.conv, user})) return;
+  auto topic = topics_.find(key);
+  if (topic == topics_.end()) return;
+  auto present = topic->second.present.find(user);
+  if (present != topic->second.present.end() && --present->second == 0) {
+    topic->second.present.erase(present);
+    presence_counted(key, user, false, conn);
+  }
+}
+
+void EdgeNode::presence_counted(const TopicKey& key, const std::string& user, bool on,
+                                ConnId conn) {
+  send_to_topic(key, Presence{key.second, user, on}, conn);
+  if (config_.relay) upstream_.push_back(UpstreamPresence{key.first, user, key.second, on});
+}
+
 // ---- subscriptions ------------------------------------------------------------------------
 
 void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
@@ -455,16 +493,20 @@ void EdgeNode::subscribe(ConnId conn, Connection& c, const SubRequest& request,
     }
   }
 
-  // A relay link is not a person: its users' presence is their own edge's to announce.
+  // A relay link is not a person: it announces its users with presence frames.
   if (newly_subscribed && !c.relay_node && ++topic.present[user] == 1)
-    send_to_topic(key, Presence{request.conv, user, true}, conn);
+    presence_counted(key, user, true, conn);
 
   Subd subd;
   subd.conv = request.conv;
   subd.head = head.value();
   subd.read = receipts.value().read;
+  std::set<std::string> present;
   for (const auto& [name, count] : topic.present)
-    if (count > 0) subd.present.push_back(name);
+    if (count > 0) present.insert(name);
+  if (auto elsewhere = upstream_present_.find(key); elsewhere != upstream_present_.end())
+    present.insert(elsewhere->second.begin(), elsewhere->second.end());
+  subd.present.assign(present.begin(), present.end());
   subd.more = more;
   subd.rid = rid;
   write_frame(conn, subd);
@@ -479,10 +521,18 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv, 
   if (topic_it == topics_.end()) return;
   Topic& topic = topic_it->second;
   topic.subscribers.erase(conn);
-  auto present = c.relay_node ? topic.present.end() : topic.present.find(c.identity->user);
-  if (present != topic.present.end() && --present->second == 0) {
+  std::vector<std::string> gone;  // who this connection counted in the topic's present
+  if (!c.relay_node) gone.push_back(c.identity->user);
+  for (auto it = c.relayed_present.lower_bound({conv, std::string{}});
+       it != c.relayed_present.end() && it->first == conv;) {
+    gone.push_back(it->second);
+    it = c.relayed_present.erase(it);
+  }
+  for (const std::string& user : gone) {
+    auto present = topic.present.find(user);
+    if (present == topic.present.end() || --present->second > 0) continue;
     topic.present.erase(present);
-    send_to_topic(key, Presence{conv, c.identity->user, false}, conn);
+    presence_counted(key, user, false, conn);
   }
   if (topic.subscribers.empty()) {
     topics_.erase(topic_it);
@@ -1033,9 +1083,15 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
           },
           [&](const PresenceEvent& presence) {
             // Users present on other edges; this node's own users it announces itself.
-            auto topic = topics_.find({tenant, presence.conv});
-            if (topic != topics_.end() && topic->second.present.count(presence.user)) return;
-            send_to_topic({tenant, presence.conv}, Presence{presence.conv, presence.user, presence.on}, 0);
+            TopicKey key{tenant, presence.conv};
+            std::set<std::string>& elsewhere = upstream_present_[key];
+            bool changed = presence.on ? elsewhere.insert(presence.user).second
+                                       : elsewhere.erase(presence.user) > 0;
+            if (elsewhere.empty()) upstream_present_.erase(key);
+            auto topic = topics_.find(key);
+            if (!changed || (topic != topics_.end() && topic->second.present.count(presence.user)))
+              return;
+            send_to_topic(key, Presence{presence.conv, presence.user, presence.on}, 0);
           },
           [&](const RowEvent& row) {
             if (row.state != RowState::failed || !row.error) return;

@@ -41,6 +41,9 @@ void apply_upstream(ClientSession& link, const UpstreamOp& op, TimeMs now) {
                      link.subscribe(interest.conv, interest.after, now);
                  },
                  [&](const UpstreamStop&) { link.close(now); },
+                 [&](const UpstreamPresence& presence) {
+                   link.pass_presence(presence.conv, presence.user, presence.on);
+                 },
              },
              op);
 }

@@ -327,11 +327,13 @@ bool is_client_frame(const Frame& frame) {
   return std::holds_alternative<Hello>(frame) || std::holds_alternative<Sub>(frame) ||
          std::holds_alternative<Unsub>(frame) || std::holds_alternative<Hist>(frame) ||
          std::holds_alternative<Send>(frame) || std::holds_alternative<Ping>(frame) ||
-         std::holds_alternative<Rcpt>(frame) || std::holds_alternative<Typing>(frame);
+         std::holds_alternative<Rcpt>(frame) || std::holds_alternative<Typing>(frame) ||
+         std::holds_alternative<Presence>(frame);  // a relay's, with as
 }
 
 bool is_edge_frame(const Frame& frame) {
-  return !is_client_frame(frame) || std::holds_alternative<Rcpt>(frame) || std::holds_alternative<Typing>(frame);
+  return !is_client_frame(frame) || std::holds_alternative<Rcpt>(frame) ||
+         std::holds_alternative<Typing>(frame) || std::holds_alternative<Presence>(frame);
 }
 
 std::string excerpt(std::string_view text, std::size_t limit = 300) {

@@ -295,6 +295,79 @@ TEST_CASE("relay: receipts cross to the root and back, typing and presence too",
   CHECK(*typing[0].user == "bob");
 }
 
+namespace {
+// The presence frames in outs, as (user, on), in order.
+std::vector<std::pair<std::string, bool>> presences(const std::vector<Out>& outs) {
+  std::vector<std::pair<std::string, bool>> seen;
+  for (const Presence& p : all_of<Presence>(outs)) seen.emplace_back(p.user, p.on);
+  return seen;
+}
+}  // namespace
+
+TEST_CASE("relay: presence crosses the tree both ways, once per user, and ends with the link",
+          "[relay]") {
+  Tree tree;
+  ConnId dora = tree.root.subscriber("dora", "ops");
+  ConnId bob = tree.relay.subscriber("bob", "ops");
+  tree.settle();
+  using Seen = std::vector<std::pair<std::string, bool>>;
+  CHECK(presences(tree.root.take(dora)) == Seen{{"bob", true}});  // bob is at the relay
+  // A second connection of bob's at the relay: no second announcement.
+  ConnId bob2 = tree.relay.subscriber("bob", "ops");
+  tree.settle();
+  CHECK(presences(tree.root.take(dora)).empty());
+  // Someone joining at the root sees both in subd.present; someone joining at the relay too.
+  ConnId erin = tree.root.join_dev("erin");
+  tree.root.text(erin, sub_frame("ops", 0));
+  auto subd_root = all_of<Subd>(tree.root.take(erin));
+  REQUIRE(subd_root.size() == 1);
+  CHECK(subd_root[0].present == std::vector<std::string>{"bob", "dora", "erin"});
+  tree.settle();
+  ConnId fay = tree.relay.join_dev("fay");
+  tree.relay.text(fay, sub_frame("ops", 0));
+  auto subd_relay = all_of<Subd>(tree.relay.take(fay));
+  REQUIRE(subd_relay.size() == 1);
+  CHECK(subd_relay[0].present == std::vector<std::string>{"bob", "dora", "erin", "fay"});
+  tree.settle();
+  tree.root.take(dora);
+  tree.relay.take(bob);
+
+  // bob leaves with his last connection: the root hears it once.
+  tree.relay.disconnect(bob);
+  tree.settle();
+  CHECK(presences(tree.root.take(dora)).empty());
+  tree.relay.disconnect(bob2);
+  tree.settle();
+  CHECK(presences(tree.root.take(dora)) == Seen{{"bob", false}});
+  // dora leaving at the root reaches fay at the relay, once.
+  tree.relay.take(fay);
+  tree.root.disconnect(dora);
+  tree.settle();
+  CHECK(presences(tree.relay.take(fay)) == Seen{{"dora", false}});
+
+  // The link goes: fay's presence ends at the root, erin's at the relay; the heal brings both
+  // back.
+  tree.root.take(erin);
+  tree.cut();
+  CHECK(presences(tree.root.take(erin)) == Seen{{"fay", false}});
+  CHECK(presences(tree.relay.take(fay)) == Seen{{"erin", false}});
+  tree.heal();
+  CHECK(presences(tree.root.take(erin)) == Seen{{"fay", true}});
+  CHECK(presences(tree.relay.take(fay)) == Seen{{"erin", true}});
+}
+
+TEST_CASE("relay: presence frames are a relay link's only", "[relay]") {
+  Harness root(root_config());
+  ConnId alice = root.join_dev("alice");
+  root.text(alice, sub_frame("ops", 0));
+  root.take(alice);
+  root.text(alice, R"({"t":"presence","conv":"ops","on":true,"as":"mallory"})");
+  auto errs = all_of<Err>(root.take(alice));
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::forbidden);
+  CHECK(contains(errs[0].msg, "presence"));
+}
+
 TEST_CASE("relay: interest follows local subscribers, with a linger", "[relay]") {
   Tree tree;
   ConnId bob = tree.relay.subscriber("bob", "ops");
@@ -346,7 +419,7 @@ TEST_CASE("relay: the root refusing a staged send for good makes a dead letter a
   // A reconnect sends nothing again: the root hears z1 once.
   tree.cut();
   tree.heal();
-  CHECK(tree.root.edge.counters().errors_out.at("forbidden") == 1);
+  CHECK(tree.root.edge.counters().frames_in.at("send") == 1);
 }
 
 TEST_CASE("relay: node tokens and 'as' are refused where they do not belong", "[relay]") {

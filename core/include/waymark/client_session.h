@@ -96,6 +96,9 @@ class ClientSession {
   void pass_receipt(const std::string& conv, const std::string& user, ReceiptKind kind, Seq seq);
   // A local user's typing, passed on if online (best effort, as typing is).
   void pass_typing(const std::string& conv, const std::string& user, bool on);
+  // A relay link: a local user became present (on) or absent in conv; said again on every
+  // reconnect while on.
+  void pass_presence(const std::string& conv, const std::string& user, bool on);
   // Delivers conv again from `after` although the cursor is past it: what was delivered
   // above `after` did not reach the relay's log.
   void rewind(const std::string& conv, Seq after, TimeMs now);
@@ -241,6 +244,7 @@ class ClientSession {
   std::set<std::pair<std::string, std::string>> provisional_seen_;  // (conv, id) shown unsequenced
   // A relay link's receipts not yet echoed: (conv, user, kind) -> seq.
   std::map<std::tuple<std::string, std::string, ReceiptKind>, Seq> relayed_receipts_;
+  std::set<std::pair<std::string, std::string>> relayed_presence_;  // (conv, user) present
 
   std::vector<IoAction> io_;
   std::vector<ClientEvent> events_;

@@ -207,6 +207,9 @@ class EdgeNode {
     TimeMs refusals_since = 0;
     std::uint32_t refusals = 0;
     bool counted = false;  // in user_connections_
+    // A downstream relay's users it said are present, (conv, user): each counts once in
+    // the topic's present until the relay says otherwise, unsubscribes or goes.
+    std::set<std::pair<std::string, std::string>> relayed_present;
   };
   struct Topic {  // one (tenant, conv) on this node
     std::set<ConnId> subscribers;
@@ -240,6 +243,10 @@ class EdgeNode {
   void handle(ConnId conn, Connection& c, Ping&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now);
+  void handle(ConnId conn, Connection& c, Presence&& frame, TimeMs now);
+  // user's count in the topic's present went up (on) or down by one, by conn: announce the
+  // first and the last to the topic's other subscribers and, on a relay, upstream.
+  void presence_counted(const TopicKey& key, const std::string& user, bool on, ConnId conn);
   // The user a frame acts for: the connection's own, or on a relay connection the frame's
   // "as" (required there, refused elsewhere). nullopt after answering with the refusal.
   std::optional<std::string> acting_user(ConnId conn, const Connection& c,
@@ -315,6 +322,8 @@ class EdgeNode {
   std::multiset<TimeMs> staged_times_;
   std::map<std::string, UpstreamLinkStatus> links_;  // by tenant
   std::vector<UpstreamOp> upstream_;
+  // Users present elsewhere in the tree, as the upstream link told: in subd.present here.
+  std::map<TopicKey, std::set<std::string>> upstream_present_;
 
   std::vector<EdgeOutput> outputs_;
   EdgeCounters counters_;

@@ -184,8 +184,11 @@ struct Nack {
 
 struct Presence {
   std::string conv;
-  std::string user;
+  std::string user;  // from an edge: whose presence ("" in a relay's)
   bool on = false;
+  // From a relay link only: the relay's local user this presence is of (docs/protocol.md,
+  // "Relays"); then user is empty.
+  std::optional<std::string> as;
   bool operator==(const Presence&) const = default;
 };
 

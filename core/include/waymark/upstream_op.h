@@ -28,6 +28,11 @@ struct UpstreamTyping {
   std::string tenant, user, conv;
   bool on = false;
 };
+// A local user became present (or absent) in conv: the upstream announces it to the others.
+struct UpstreamPresence {
+  std::string tenant, user, conv;
+  bool on = false;
+};
 // Subscribe upstream from `after` (this node's committed head) or let go. `rewind`: deliver
 // again from `after` even though the link's cursor is past it (a replicated msg did not commit).
 struct UpstreamInterest {
@@ -42,7 +47,8 @@ struct UpstreamStop {
   std::string reason;
 };
 using UpstreamOp =
-    std::variant<UpstreamSend, UpstreamReceipt, UpstreamTyping, UpstreamInterest, UpstreamStop>;
+    std::variant<UpstreamSend, UpstreamReceipt, UpstreamTyping, UpstreamInterest, UpstreamStop,
+                 UpstreamPresence>;
 
 const std::string& upstream_tenant(const UpstreamOp& op);
 
