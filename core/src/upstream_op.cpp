@@ -1,6 +1,8 @@
 // A relay's upstream work carried out on its link's ClientSession.
 #include "waymark/upstream_op.h"
 
+#include <algorithm>
+
 #include "overloaded.h"
 
 namespace waymark {
@@ -14,6 +16,10 @@ ClientConfig relay_link_config(const std::string& node, const std::string& tenan
   base.relay = RelayHello{node, tenant};
   base.provisional = false;
   base.send_delivered_receipts = false;
+  // A partition's heal should find the link back within a second, whatever its length: one
+  // relay per tenant retrying each second at most (full jitter) is nothing for an upstream,
+  // while the browser's 30 s cap left relays up to 30 s behind after a long cut.
+  base.reconnect_cap_ms = std::min<TimeMs>(base.reconnect_cap_ms, kRelayReconnectCapMs);
   return base;
 }
 

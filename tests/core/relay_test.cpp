@@ -547,3 +547,20 @@ TEST_CASE("relay: replication lag is the upstream's head minus what the relay's 
   tree.settle();
   CHECK(tree.relay.edge.upstream_links().at("dev").replication_lag == 0);
 }
+
+TEST_CASE("relay: after a long partition the link is back within a second of the heal",
+          "[relay]") {
+  Tree tree;
+  ConnId alice = tree.relay.join_dev("alice");
+  tree.settle();
+  tree.cut();
+  tree.relay.text(alice, send_frame("ops", "late-1"));
+  tree.relay.commit();
+  tree.run_for(60000);  // a minute of failed attempts: the browser's backoff would be at 30 s
+  CHECK(tree.relay.edge.upstream_links().at("dev").state != ConnectionState::online);
+  tree.up = true;       // the network heals; nobody says connect_now
+  tree.run_for(1000);
+  CHECK(tree.relay.edge.upstream_links().at("dev").state == ConnectionState::online);
+  CHECK(log_ids(tree.root.store, "ops") == std::vector<std::string>{"late-1"});
+  CHECK(tree.relay.edge.counters().staged_now == 0);
+}

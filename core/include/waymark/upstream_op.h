@@ -52,8 +52,11 @@ using UpstreamOp =
 
 const std::string& upstream_tenant(const UpstreamOp& op);
 
+// A relay link retries at most this long after the previous attempt (full jitter below it).
+inline constexpr TimeMs kRelayReconnectCapMs = 1000;
+
 // The ClientConfig of a relay link for `tenant` of node `node`: hello.relay set, no delivered
-// receipts of its own, no provisional msgs.
+// receipts of its own, no provisional msgs, reconnects capped at kRelayReconnectCapMs.
 ClientConfig relay_link_config(const std::string& node, const std::string& tenant,
                                ClientConfig base = {});
 
