@@ -64,11 +64,29 @@ Error claim_error(std::string_view claim, std::string_view what) {
                     "token: claim " + std::string(claim) + " " + std::string(what));
 }
 
+// convs and read: arrays of conversation names or prefixes ending in '*' ("*": all).
+std::optional<Error> read_conv_patterns(const boost::json::value& value, std::string_view claim,
+                                        std::vector<std::string>& out) {
+  if (!value.is_array())
+    return claim_error(claim, "must be an array of conversation names or prefixes ending in *");
+  for (const boost::json::value& entry : value.get_array()) {
+    if (!entry.is_string()) return claim_error(claim, "must hold strings only");
+    std::string_view pattern = entry.get_string();
+    std::string_view name = pattern;
+    if (!name.empty() && name.back() == '*') name.remove_suffix(1);
+    // A prefix may be empty ("*": every conversation); a name follows the conv rule.
+    if (!(name.empty() && pattern == "*") && !is_valid_conv(name))
+      return claim_error(claim, "entries must be conversation names or prefixes ending in *");
+    out.emplace_back(pattern);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
-bool Identity::may_access(std::string_view conv) const {
-  if (all_convs) return true;
-  for (const std::string& pattern : convs) {
+namespace {
+bool matches_any(const std::vector<std::string>& patterns, std::string_view conv) {
+  for (const std::string& pattern : patterns) {
     if (!pattern.empty() && pattern.back() == '*') {
       std::string_view prefix(pattern.data(), pattern.size() - 1);
       if (conv.substr(0, prefix.size()) == prefix) return true;
@@ -77,6 +95,15 @@ bool Identity::may_access(std::string_view conv) const {
     }
   }
   return false;
+}
+}  // namespace
+
+bool Identity::may_access(std::string_view conv) const {
+  return all_convs || matches_any(convs, conv);
+}
+
+bool Identity::may_read(std::string_view conv) const {
+  return may_access(conv) || matches_any(read_convs, conv);
 }
 
 bool is_valid_user_name(std::string_view user) {
@@ -197,17 +224,9 @@ Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) 
 
   const boost::json::value* convs = claims.if_contains("convs");
   if (!convs) return claim_error("convs", "is missing");
-  if (!convs->is_array()) return claim_error("convs", "must be an array of conversation names or prefixes ending in *");
-  for (const boost::json::value& entry : convs->get_array()) {
-    if (!entry.is_string()) return claim_error("convs", "must hold strings only");
-    std::string_view pattern = entry.get_string();
-    std::string_view name = pattern;
-    if (!name.empty() && name.back() == '*') name.remove_suffix(1);
-    // A prefix may be empty ("*": every conversation); a name follows the conv rule.
-    if (!(name.empty() && pattern == "*") && !is_valid_conv(name) )
-      return claim_error("convs", "entries must be conversation names or prefixes ending in *");
-    identity.convs.emplace_back(pattern);
-  }
+  if (auto problem = read_conv_patterns(*convs, "convs", identity.convs)) return *problem;
+  if (const boost::json::value* read = claims.if_contains("read"))
+    if (auto problem = read_conv_patterns(*read, "read", identity.read_convs)) return *problem;
   return identity;
 }
 

@@ -10,6 +10,12 @@
 namespace waymark {
 namespace {
 
+// Why a frame naming conv is refused: no access at all, or read-only access.
+std::string access_refusal(const Identity& identity, const std::string& conv) {
+  if (identity.may_read(conv)) return "conv: \"" + conv + "\" is read-only for this token";
+  return "conv: no access to \"" + conv + "\"";
+}
+
 constexpr std::int64_t kMilli = 1000;  // milli-tokens per token
 constexpr std::size_t kTypingBucketsKept = 64;
 
@@ -201,23 +207,23 @@ void EdgeNode::handle(ConnId conn, Connection& c, Hello&& frame, TimeMs now) {
   if (c.relay_node) welcome.path = path_;
   write_frame(conn, welcome);
   for (const SubRequest& request : frame.subs) {
-    if (check_access(conn, c, request.conv, "hello", std::nullopt, now))
+    if (check_access(conn, c, request.conv, "hello", std::nullopt, now, Access::read))
       subscribe(conn, c, request, std::nullopt, now);
   }
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Sub&& frame, TimeMs now) {
-  if (!check_access(conn, c, frame.request.conv, "sub", frame.rid, now)) return;
+  if (!check_access(conn, c, frame.request.conv, "sub", frame.rid, now, Access::read)) return;
   subscribe(conn, c, frame.request, frame.rid, now);
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs now) {
-  if (!check_access(conn, c, frame.conv, "unsub", frame.rid, now)) return;
+  if (!check_access(conn, c, frame.conv, "unsub", frame.rid, now, Access::read)) return;
   unsubscribe(conn, c, frame.conv, now);
 }
 
 void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
-  if (!check_access(conn, c, frame.conv, "hist", frame.rid, now)) return;
+  if (!check_access(conn, c, frame.conv, "hist", frame.rid, now, Access::read)) return;
   const std::string& tenant = c.identity->tenant;
   std::uint32_t limit = std::min(frame.limit.value_or(config_.hist_default), config_.hist_max);
   auto head = reader_.head(tenant, frame.conv);
@@ -268,8 +274,8 @@ void EdgeNode::handle(ConnId conn, Connection& c, Send&& frame, TimeMs now) {
     record.conv = frame.conv;
     record.frame = "send";
     audit(std::move(record), now);
-    send_nack(conn, frame.conv, frame.id, ErrorCode::forbidden,
-              "conv: no access to \"" + frame.conv + "\"", false, frame.rid);
+    send_nack(conn, frame.conv, frame.id, ErrorCode::forbidden, access_refusal(*c.identity, frame.conv),
+              false, frame.rid);
     return;
   }
   if (shutting_down_) {
@@ -366,7 +372,7 @@ void EdgeNode::handle(ConnId conn, Connection&, Ping&& frame, TimeMs now) {
 void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now) {
   std::optional<std::string> user = acting_user(conn, c, frame.as, "rcpt", frame.rid, now);
   if (!user) return;
-  if (!check_access(conn, c, frame.conv, "rcpt", frame.rid, now)) return;
+  if (!check_access(conn, c, frame.conv, "rcpt", frame.rid, now, Access::read)) return;
   ReceiptRequest receipt{c.identity->tenant, *user, frame.conv, frame.seq, frame.kind};
   PendingWrite pending;
   pending.conn = conn;
@@ -382,7 +388,7 @@ void EdgeNode::handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now) {
 void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
   std::optional<std::string> user = acting_user(conn, c, frame.as, "typing", frame.rid, now);
   if (!user) return;
-  if (!check_access(conn, c, frame.conv, "typing", frame.rid, now)) return;
+  if (!check_access(conn, c, frame.conv, "typing", frame.rid, now, Access::write)) return;
   // Only "on" is limited: an "off" ends what others see, and a user who sends a message and
   // starts typing again says on, off, on within a second.
   if (frame.on && !admit_typing(c, frame.conv, now)) {
@@ -589,15 +595,16 @@ void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, S
 
 bool EdgeNode::check_access(ConnId conn, const Connection& c, const std::string& conv,
                             std::string_view frame, const std::optional<std::string>& rid,
-                            TimeMs now) {
-  if (c.identity->may_access(conv)) return true;
+                            TimeMs now, Access need) {
+  if (need == Access::read ? c.identity->may_read(conv) : c.identity->may_access(conv)) return true;
   AuditRecord record = audit_of(c, "forbidden", now);
   record.conv = conv;
   record.frame = std::string(frame);
   audit(std::move(record), now);
-  send_error(conn, ErrorCode::forbidden, "conv: no access to \"" + conv + "\"", rid);
+  send_error(conn, ErrorCode::forbidden, access_refusal(*c.identity, conv), rid);
   return false;
 }
+
 
 // ---- limits and deadlines -----------------------------------------------------------------
 

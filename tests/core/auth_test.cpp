@@ -159,6 +159,27 @@ TEST_CASE("auth: claims give the identity: sub, tnt, exp in seconds, convs", "[a
   CHECK(!nothing.value().may_access("ops"));
 }
 
+TEST_CASE("auth: the read claim gives read-only conversations; convs read and write", "[auth][jwt]") {
+  const std::string exp = std::to_string(kNow / 1000 + 60);
+  auto reader = identity_from_claims(R"({"sub":"a","tnt":"t","exp":)" + exp +
+                                         R"(,"convs":["team"],"read":["news-*","all-hands"]})",
+                                     kNow);
+  REQUIRE(reader.ok());
+  const Identity& identity = reader.value();
+  CHECK(identity.may_read("news-eu"));
+  CHECK(identity.may_read("all-hands"));
+  CHECK_FALSE(identity.may_access("news-eu"));    // not writable
+  CHECK_FALSE(identity.may_access("all-hands"));
+  CHECK(identity.may_read("team"));               // convs implies read
+  CHECK(identity.may_access("team"));
+  CHECK_FALSE(identity.may_read("payroll"));
+  // Without the claim nothing is read-only; dev tokens read and write everything.
+  auto plain = identity_from_claims(R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":["team"]})", kNow);
+  REQUIRE(plain.ok());
+  CHECK(plain.value().read_convs.empty());
+  CHECK_FALSE(plain.value().may_read("news-eu"));
+}
+
 TEST_CASE("auth: claims that are missing, malformed, expired or not yet valid are refused",
           "[auth][jwt]") {
   const std::string exp = std::to_string(kNow / 1000 + 60);
@@ -181,6 +202,9 @@ TEST_CASE("auth: claims that are missing, malformed, expired or not yet valid ar
       {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[1]})", "convs"},
       {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":["no spaces"]})", "convs"},
       {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":["a*b"]})", "convs"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[],"read":"news"})", "read"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[],"read":[7]})", "read"},
+      {R"({"sub":"a","tnt":"t","exp":)" + exp + R"(,"convs":[],"read":["x y"]})", "read"},
       {R"(["not","an","object"])", "object"},
   };
   for (const auto& [claims, named] : cases) {

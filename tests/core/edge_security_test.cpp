@@ -294,3 +294,60 @@ TEST_CASE("audit: records over the node's audit rate are counted, not stored", "
   h.edge.reload_auth(h.now);  // TableAuthenticator: nothing to reload, no record
   CHECK(audit_records(h).size() == 5);
 }
+
+TEST_CASE("permissions: a read-only conversation is read, received and marked read, never written",
+          "[edge_node][permissions]") {
+  TableAuthenticator table;
+  Identity reader = identity("acme", "rita", {"team"});
+  reader.read_convs = {"news"};
+  table.add("tok-rita", reader);
+  table.add("tok-poster", identity("acme", "paul", {"news", "team"}));
+  Harness h(test_config(), &table);
+  ConnId paul = h.join("tok-poster");
+  h.text(paul, send_frame("news", "n1"));
+  h.commit();
+  h.take(paul);
+
+  ConnId rita = h.connect();
+  h.text(rita, R"({"t":"hello","token":"tok-rita","subs":[{"conv":"news","after":0}]})");
+  auto joined = h.take(rita);
+  CHECK(msg_seqs(joined, "news") == std::vector<Seq>{1});  // hello.subs: read access is enough
+  h.text(rita, R"({"t":"hist","conv":"news","rid":"h1"})");
+  CHECK(all_of<Page>(h.take(rita)).size() == 1);
+  h.text(rita, rcpt_frame("news", 1, "read"));
+  h.commit();
+  CHECK(h.store.receipts("acme", "rita", "news").value().read == 1);
+  h.take(rita);
+
+  // send: nack forbidden, retry false, saying read-only; nothing stored.
+  h.text(rita, send_frame("news", "r1"));
+  auto nacks = all_of<Nack>(h.take(rita));
+  REQUIRE(nacks.size() == 1);
+  CHECK(nacks[0].code == ErrorCode::forbidden);
+  CHECK_FALSE(nacks[0].retry);
+  CHECK(nacks[0].msg == R"(conv: "news" is read-only for this token)");
+  for (const WriteRequest& request : h.writer)  // only its audit record waits for the writer
+    CHECK(std::holds_alternative<AuditRequest>(request.op));
+  // typing: err forbidden, not fanned out.
+  h.take(paul);
+  h.text(rita, R"({"t":"typing","conv":"news","on":true})");
+  auto errs = all_of<Err>(h.take(rita));
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::forbidden);
+  CHECK(contains(errs[0].msg, "read-only"));
+  CHECK(all_of<Typing>(h.take(paul)).empty());
+  // Each refusal is audited with its frame.
+  auto records = audit_records(h);
+  REQUIRE(records.size() == 2);
+  CHECK(contains(records[0], R"("frame":"send")"));
+  CHECK(contains(records[1], R"("frame":"typing")"));
+  // Her own conversation she writes; one she has no claim on she cannot even read.
+  h.text(rita, send_frame("team", "t1"));
+  h.commit();
+  CHECK(all_of<Ack>(h.take(rita)).size() == 1);
+  h.text(rita, sub_frame("payroll"));
+  auto refused = all_of<Err>(h.take(rita));
+  REQUIRE(refused.size() == 1);
+  CHECK(refused[0].msg == R"(conv: no access to "payroll")");
+  CHECK(h.store.read_after("acme", "news", 0, 10).value().size() == 1);  // only paul's n1
+}

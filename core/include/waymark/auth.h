@@ -17,7 +17,10 @@ struct Identity {
   std::string tenant;
   std::string user;
   bool all_convs = false;           // dev tokens
-  std::vector<std::string> convs;   // names, or prefixes ending in '*'
+  std::vector<std::string> convs;   // names, or prefixes ending in '*': read and write
+  // The "read" claim: conversations this user may read (sub, hist, rcpt) but not write (send,
+  // typing): a broadcast channel's readers. Same patterns as convs.
+  std::vector<std::string> read_convs;
   std::optional<TimeMs> expires_at;
   // A node token: a relaying edge's upstream link (docs/protocol.md "Relays"). `user` is the
   // node's name; it may relay for the tenants in relay_tenants only, and names the user each
@@ -25,7 +28,8 @@ struct Identity {
   bool node = false;
   std::vector<std::string> relay_tenants;
 
-  bool may_access(std::string_view conv) const;
+  bool may_access(std::string_view conv) const;  // read and write
+  bool may_read(std::string_view conv) const;    // may_access, or read-only
   bool may_relay_for(std::string_view tenant) const;
 };
 

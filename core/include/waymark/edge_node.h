@@ -277,8 +277,12 @@ class EdgeNode {
                    const std::shared_ptr<const std::string>& frame);
   // Serializes frame once and writes it to the topic's live subscribers but `except`.
   void send_to_topic(const TopicKey& key, const Frame& frame, ConnId except);
+  // Sub, unsub, hist, rcpt and hello.subs need read access (the token's convs or read claim);
+  // send and typing need write access (convs).
+  enum class Access { read, write };
   bool check_access(ConnId conn, const Connection& c, const std::string& conv,
-                    std::string_view frame, const std::optional<std::string>& rid, TimeMs now);
+                    std::string_view frame, const std::optional<std::string>& rid, TimeMs now,
+                    Access need);
   // rid: the frame's, or a refused frame's (FrameError::rid), for the answer.
   bool admit_frame(ConnId conn, Connection& c, const Frame* frame,
                    const std::optional<std::string>& rid, TimeMs now);
