@@ -221,8 +221,9 @@ class FaultProxy:
     """A TCP proxy between a relay and its upstream, run on its own thread and event loop
     (optionally inside a network namespace, which every socket of that thread then belongs
     to). Modes: pass; cut (every connection closed at once, new ones accepted and closed);
-    blackhole (connections stay open, every byte either way is dropped, new ones are accepted and
-    get nothing: a half-open link); delay (each chunk held delay +- jitter ms, order kept)."""
+    blackhole (connections stay open and nothing gets through either way, nor does a close: a
+    half-open link; what was sent is held and arrives after the heal, as TCP's retransmissions
+    would bring it); delay (each chunk held delay +- jitter ms, order kept)."""
 
     def __init__(self, upstream_host, upstream_port, listen_host="127.0.0.1", listen_port=0,
                  netns=None, seed=11):
@@ -333,7 +334,11 @@ class _ProxiedConn:
                 pause = at - time.monotonic()
                 if pause > 0:
                     await asyncio.sleep(pause)
-                if self.proxy.mode in ("blackhole", "cut"):
+                # A black hole holds what was sent, as a network that loses every packet does:
+                # TCP sends it again, so after the heal it arrives, late. A cut loses it.
+                while self.proxy.mode == "blackhole":
+                    await asyncio.sleep(0.05)
+                if self.proxy.mode == "cut":
                     continue
                 writer.write(data)
                 try:
@@ -351,7 +356,7 @@ class _ProxiedConn:
                 if not data:
                     break
                 mode = self.proxy.mode
-                if mode in ("blackhole", "cut"):
+                if mode == "cut":
                     continue
                 at = time.monotonic()
                 if mode == "delay":

@@ -228,6 +228,17 @@ def check_cut_off(cluster, people, relay_index, since, until):
                              "was not applied?): %s" % (p.name, len(through), len(said), through[:5]))
 
 
+def link_up_delays(relays, wall_ms):
+    """For each relay: seconds from wall_ms to its first upstream_up log line after it (what the
+    reconnect backoff cost), or None."""
+    out = []
+    for relay in relays:
+        ups = [line["ts"] for line in relay.events("upstream_up") if line.get("ts", 0) >= wall_ms]
+        out.append("%s up +%.2f s" % (relay.name, (min(ups) - wall_ms) / 1000.0) if ups
+                   else "%s stayed up" % relay.name)
+    return ", ".join(out)
+
+
 async def recheck_old(cluster):
     for conv in CONVS:
         root_log = ids_of(await cluster.read_log(cluster.root, conv))
@@ -273,13 +284,15 @@ async def partition_phase(cluster, conv, relays, kinds, seconds, interval):
         for k, kind in zip(relays, kinds):
             cluster.heal(k, kind)
         healed = time.monotonic()
+        healed_wall = time.time() * 1000
         secs, root_log = await converge(cluster, people, conv, healed)
         verify(people, root_log, conv)
         staged = {}
         for k in relays:
             check_cut_off(cluster, people, k, t0, healed)
             staged[k] = check_provisional(cluster, people, k, t0, healed)
-        return people, secs, staged
+        links = link_up_delays([cluster.relays[k] for k in relays], healed_wall)
+        return people, secs, staged, links
     finally:
         await stop_all(people)
 
@@ -289,9 +302,10 @@ async def partition_phase(cluster, conv, relays, kinds, seconds, interval):
 def test_link_down(cluster, announce, record_property):
     """relay1's uplink set down for 4 s while everyone chats."""
     async def body():
-        people, secs, staged = await partition_phase(cluster, "rg.down", [0], ["cut"], 4.0, 0.15)
+        people, secs, staged, links = await partition_phase(cluster, "rg.down", [0], ["cut"],
+                                                            4.0, 0.15)
         report(announce, record_property, "link_down", secs, people,
-               "%d staged at relay1 during the cut" % staged[0])
+               "%d staged at relay1 during the cut; %s" % (staged[0], links))
     run(body(), 100)
 
 
@@ -299,13 +313,13 @@ def test_half_open(cluster, announce, record_property):
     """relay2's uplink half-open for 5 s: the relay's packets reach the root, the root's are
     dropped; only the heartbeat (2 x welcome.hb = 2 s) tells the relay."""
     async def body():
-        people, secs, staged = await partition_phase(cluster, "rg.halfopen", [1], ["half_open"],
-                                                     5.0, 0.15)
+        people, secs, staged, links = await partition_phase(cluster, "rg.halfopen", [1],
+                                                            ["half_open"], 5.0, 0.15)
         down = [line for line in cluster.relays[1].events("upstream_down")]
         assert down, "relay2 never noticed the half-open link (no upstream_down log line)"
         report(announce, record_property, "half_open", secs, people,
-               "%d staged at relay2; relay2 said upstream_down: %s" % (
-                   staged[1], down[-1].get("reason")))
+               "%d staged at relay2; relay2 said upstream_down: %s; %s" % (
+                   staged[1], down[-1].get("reason"), links))
     run(body(), 100)
 
 
@@ -352,10 +366,11 @@ async def kill_under_load(cluster, conv, node, down_s):
         await load
         node.restart()
         healed = time.monotonic()
+        healed_wall = time.time() * 1000
         secs, root_log = await converge(cluster, people, conv, healed)
         verify(people, root_log, conv)
         reconnected = [p.name for p in people if p.connects > 1]
-        return people, secs, reconnected
+        return people, secs, reconnected, link_up_delays(cluster.relays, healed_wall)
     finally:
         await stop_all(people)
 
@@ -364,21 +379,22 @@ def test_sigkill_relay_under_load(cluster, announce, record_property):
     """relay1 SIGKILLed while all chat as fast as they can, restarted 1 s later on its data; its
     clients reconnect and resend what was unacked (same ids)."""
     async def body():
-        people, secs, reconnected = await kill_under_load(cluster, "rg.killrelay",
-                                                          cluster.relays[0], 1.0)
+        people, secs, reconnected, links = await kill_under_load(cluster, "rg.killrelay",
+                                                                 cluster.relays[0], 1.0)
         assert any(n.endswith("@relay1") for n in reconnected), reconnected
         report(announce, record_property, "sigkill_relay", secs, people,
-               "reconnected: %s (time counted from the restart)" % ", ".join(reconnected))
+               "clients reconnected: %s; after the restart: %s" % (", ".join(reconnected), links))
     run(body(), 100)
 
 
 def test_sigkill_root_under_load(cluster, announce, record_property):
     """The root SIGKILLed under load, restarted 1 s later: the relays keep staging, then drain."""
     async def body():
-        people, secs, reconnected = await kill_under_load(cluster, "rg.killroot", cluster.root, 1.0)
+        people, secs, reconnected, links = await kill_under_load(cluster, "rg.killroot",
+                                                                 cluster.root, 1.0)
         assert "alice@root" in reconnected, reconnected
         report(announce, record_property, "sigkill_root", secs, people,
-               "time counted from the restart")
+               "after the restart: %s" % links)
     run(body(), 100)
 
 
@@ -386,9 +402,9 @@ def test_long_partition_chatting(cluster, announce, record_property):
     """All three relays cut off for 60 s (relay1 and relay3 link down, relay2 half-open) with
     people chatting at the root and at every relay; then every log converges on the root's."""
     async def body():
-        people, secs, staged = await partition_phase(
+        people, secs, staged, links = await partition_phase(
             cluster, "rg.long", [0, 1, 2], ["cut", "half_open", "cut"], PARTITION_S, 0.7)
         report(announce, record_property, "partition_%ds" % PARTITION_S, secs, people,
-               "staged at relays during it: %s" % ", ".join(
-                   "relay%d %d" % (k + 1, n) for k, n in sorted(staged.items())))
+               "staged at relays during it: %s; %s" % (", ".join(
+                   "relay%d %d" % (k + 1, n) for k, n in sorted(staged.items())), links))
     run(body(), PARTITION_S + CONVERGE_BOUND + 60)
