@@ -68,8 +68,9 @@ def netns_unavailable_reason():
     """None when this process can make namespaces and veth pairs; otherwise why not."""
     if os.geteuid() != 0:
         return "not running as root"
-    if shutil.which("ip") is None:
-        return "no `ip` command"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return "no `%s` command" % tool
     probe = "%s%d-probe" % (PREFIX, os.getpid())
     try:
         _run("ip", "netns", "add", probe)

@@ -49,6 +49,7 @@ def announce(request):
         # does) to the terminal, or to stderr when there is no terminal reporter.
         with capture.global_and_fixture_disabled():
             if reporter is not None:
+                reporter.ensure_newline()  # not after a progress dot
                 reporter.write_line(line)
             else:
                 sys.stderr.write(line + "\n")
