@@ -44,8 +44,9 @@ class Node(Edge):
         self.killed_by_test = False
 
     def _start(self):
-        args = self.prefix + [self.binary, "--listen", "%s:%d" % (self.listen_host, self.listen_port),
-                              "--data", self.data_dir, "--dev"] + self.extra_args
+        listen = "%s:%d" % (self.listen_host, self.listen_port)
+        args = self.prefix + [self.binary, "--listen", listen, "--data", self.data_dir,
+                              "--dev"] + self.extra_args
         self.logs = []
         self.raw_logs = []
         self._lines = queue.Queue()
@@ -121,8 +122,11 @@ class Cluster:
             t = self.topology
             self.netem_reason = t.netem_unavailable_reason(self.n_relays - 1)
             self.slow_via_proxy = self.netem_reason is not None
-            self.root = Node(self.binary, self._dir("root"), "root", ROOT_PORT, listen_host="0.0.0.0",
-                             netns=t.root_ns, prefix=t.exec_prefix(t.root_ns), extra_args=common)
+            # The root listens on every address of its own namespace: its loopback for its
+            # clients, the root ends of the uplinks for the relays.
+            self.root = Node(self.binary, self._dir("root"), "root", ROOT_PORT,
+                             listen_host="0.0.0.0", netns=t.root_ns,
+                             prefix=t.exec_prefix(t.root_ns), extra_args=common)
         else:
             self.root = Node(self.binary, self._dir("root"), "root", free_port(), extra_args=common)
         self.root.start()
@@ -279,7 +283,6 @@ class Chatter:
         self.last_error = None
         self._stop = False
         self._task = None
-        self._online = asyncio.Event()
 
     @property
     def last_seq(self):
@@ -309,7 +312,6 @@ class Chatter:
         for msg_id in self.sent:  # the outbox: everything not acked yet, again, same id
             if msg_id not in self.acked:
                 await self._write(msg_id)
-        self._online.set()
 
     async def _run(self):
         while not self._stop:
@@ -330,7 +332,6 @@ class Chatter:
                 raise
             if self._stop:
                 return
-            self._online.clear()
             self.client = None
             await client.close()
             # Reconnect until the node is back (a bounded test: the caller's wait-untils end it).
@@ -376,8 +377,8 @@ class Chatter:
             seq = frame.get("seq")
             if seq is not None:
                 if msg_id in self.ack_seq and self.ack_seq[msg_id] != seq:
-                    self.problems.append("%s acked with seq %s, then %s" % (msg_id,
-                                                                           self.ack_seq[msg_id], seq))
+                    self.problems.append("%s acked with seq %s, then %s"
+                                         % (msg_id, self.ack_seq[msg_id], seq))
                 self.ack_seq[msg_id] = seq
             self.acked[msg_id] = seq if seq is not None else self.acked.get(msg_id)
         elif t == "nack" and frame.get("conv") == self.conv:

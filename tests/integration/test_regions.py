@@ -49,7 +49,9 @@ def announce(request):
         # does) to the terminal, or to stderr when there is no terminal reporter.
         with capture.global_and_fixture_disabled():
             if reporter is not None:
-                reporter.ensure_newline()  # not after a progress dot
+                writer = getattr(reporter, "_tw", None)
+                if getattr(writer, "width_of_current_line", 0):
+                    reporter.write("\n")  # not after a progress dot
                 reporter.write_line(line)
             else:
                 sys.stderr.write(line + "\n")
@@ -123,7 +125,6 @@ async def converge(cluster, people, conv, healed_at):
     """Waits until every sent id is acked, every client has the same sequenced stream holding all
     of them, and every node's log equals the root's. Returns (seconds after healed_at, root log).
     Fails past CONVERGE_BOUND with what is still missing."""
-    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + CONVERGE_BOUND
     last_resend = time.monotonic()
     why = "not checked yet"
@@ -188,7 +189,8 @@ def verify(people, root_log, conv):
         problems += ["%s: %s" % (p.name, x) for x in p.problems[:10]]
         for i, s in p.ack_seq.items():
             if seq_of.get(i) != s:
-                problems.append("%s: %s acked with seq %s, root has %s" % (p.name, i, s, seq_of.get(i)))
+                problems.append("%s: %s acked with seq %s, root has %s"
+                                % (p.name, i, s, seq_of.get(i)))
         if p.seen != root_log:
             problems.append("%s saw a different stream than the root's log" % p.name)
         unseq = [i for i in p.prov if i not in seq_of]
@@ -226,7 +228,8 @@ def check_cut_off(cluster, people, relay_index, since, until):
             continue
         through = [i for i in said if p.seen_at.get(i, until) < until]
         assert not through, ("%s got %d of %d msgs from the root during the partition (the fault "
-                             "was not applied?): %s" % (p.name, len(through), len(said), through[:5]))
+                             "was not applied?): %s"
+                             % (p.name, len(through), len(said), through[:5]))
 
 
 def link_up_delays(relays, wall_ms):
