@@ -28,10 +28,11 @@ readonly DEMO_PACKAGES=("${EDGE_BUILD_PACKAGES[@]}" emscripten nodejs)
 # fuzz: the core and its libFuzzer targets (clang).
 readonly FUZZ_PACKAGES=("${CORE_BUILD_PACKAGES[@]}" clang-14 libclang-rt-14-dev)
 # test: the four builds and what the suites use (Catch2; pytest and its WebSocket and JWT
-# clients, openssl for the TLS tests; chromium for the browser tests, npm for playwright-core).
+# clients, openssl for the TLS tests; iproute2 and iptables for the partition test's network
+# namespaces; chromium for the browser tests, npm for playwright-core).
 readonly TEST_PACKAGES=(
   "${DEMO_PACKAGES[@]}" catch2 clang-14 libclang-rt-14-dev
-  python3 python3-websockets python3-pytest python3-jwt openssl chromium
+  python3 python3-websockets python3-pytest python3-jwt openssl iproute2 iptables chromium
 )
 # bench: the edge, the harness with both peers, and the servers it compares against.
 readonly BENCH_PACKAGES=(
