@@ -616,7 +616,10 @@ void ClientSession::handle(const Nack& frame, TimeMs now) {
 void ClientSession::drop_failed_relayed() {
   if (!config_.relay) return;
   outbox_.erase(std::remove_if(outbox_.begin(), outbox_.end(),
-                               [](const OutboxEntry& entry) { return entry.failed; }),
+                               [&](const OutboxEntry& entry) {
+                                 if (entry.failed) outbox_keys_.erase({entry.conv, entry.id});
+                                 return entry.failed;
+                               }),
                 outbox_.end());
 }
 
@@ -876,7 +879,7 @@ std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs n
   } else if (!checked.ok()) {
     refused = checked.error();
     row.body.reset();  // not JSON: a JsonText may not hold it, and no host could show it
-  } else if (find_outbox(conv, entry.id) != outbox_.end()) {
+  } else if (outbox_keys_.count({conv, entry.id})) {
     return entry.id;  // the same caller-chosen id again: already queued, one row
   } else {
     entry.body = std::move(checked).value();
@@ -894,6 +897,7 @@ std::string ClientSession::send(const std::string& conv, JsonText body, TimeMs n
   row.state = RowState::queued;
   emit(std::move(row));
   std::string queued_id = entry.id;
+  outbox_keys_.emplace(conv, entry.id);
   outbox_.push_back(std::move(entry));
   mark_state_changed();
   pump_outbox(now);
@@ -904,7 +908,7 @@ bool ClientSession::requeue(const std::string& conv, const std::string& id, Json
                             TimeMs cts, std::string trace, TimeMs now,
                             std::optional<std::string> as) {
   if (!is_valid_conv(conv) || !is_valid_message_id(id) || !is_valid_traceparent(trace)) return false;
-  if (find_outbox(conv, id) != outbox_.end()) return false;
+  if (outbox_keys_.count({conv, id})) return false;
   Result<JsonText> checked = parse_json_text(body.text);
   if (!checked.ok()) return false;
   OutboxEntry entry;
@@ -923,6 +927,7 @@ bool ClientSession::requeue(const std::string& conv, const std::string& id, Json
   row.trace = entry.trace;
   row.at = now;
   emit(std::move(row));
+  outbox_keys_.emplace(conv, id);
   outbox_.push_back(std::move(entry));
   mark_state_changed();
   pump_outbox(now);
@@ -954,7 +959,7 @@ void ClientSession::pump_outbox(TimeMs now) {
   if (phase_ != Phase::online) return;
   std::size_t in_flight = 0;
   for (const auto& entry : outbox_)
-    if (entry.sent_on == connection_) ++in_flight;
+    if (entry.sent_on == connection_ && ++in_flight >= config_.max_in_flight) break;
   for (auto& entry : outbox_) {
     if (in_flight >= config_.max_in_flight) break;
     if (entry.failed || entry.sent_on == connection_) continue;
@@ -989,8 +994,10 @@ void ClientSession::pump_outbox(TimeMs now) {
 
 void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
                                  std::optional<Seq> seq, TimeMs now) {
+  if (!outbox_keys_.count({conv, id})) return;  // already resolved: no scan of the whole outbox
   auto entry = find_outbox(conv, id);
   if (entry == outbox_.end()) return;  // already resolved: a repeated ack or msg
+  outbox_keys_.erase({entry->conv, entry->id});
   outbox_.erase(entry);
   mark_state_changed();
   if (!seq) {  // stored by a relaying edge; the seq comes with the msg
@@ -1119,6 +1126,8 @@ Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs
     }
   }
   outbox_ = std::move(outbox);
+  outbox_keys_.clear();
+  for (const auto& entry : outbox_) outbox_keys_.emplace(entry.conv, entry.id);
   conversations_ = std::move(conversations);
   for (const auto& entry : outbox_) {
     RowEvent row;

@@ -239,6 +239,7 @@ class ClientSession {
   std::uint64_t rid_counter_ = 0;
 
   std::deque<OutboxEntry> outbox_;
+  std::set<std::pair<std::string, std::string>> outbox_keys_;  // (conv, id) of outbox_
   std::map<std::string, Conversation> conversations_;
   std::map<std::string, HistoryRequest> history_requests_;  // rid -> request
   std::set<std::pair<std::string, std::string>> provisional_seen_;  // (conv, id) shown unsequenced
