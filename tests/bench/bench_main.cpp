@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
   using namespace waymark::bench;
   BenchOptions o;
   CLI::App app{"waymark-bench: load harness for Waymark (and Redis Streams, NATS JetStream)"};
-  app.add_option("scenario", o.scenario, "ingest, fanout, idle, storm or replay")
-      ->required()->check(CLI::IsMember({"ingest", "fanout", "idle", "storm", "replay"}));
+  app.add_option("scenario", o.scenario, "ingest, fanout, idle, storm, replay or relay")
+      ->required()->check(CLI::IsMember({"ingest", "fanout", "idle", "storm", "replay", "relay"}));
   app.add_option("--target", o.target, "waymark, echo, redis or nats")
       ->capture_default_str()->check(CLI::IsMember({"waymark", "echo", "redis", "nats"}));
   app.add_option("--host", o.host)->capture_default_str();
@@ -61,6 +61,17 @@ int main(int argc, char** argv) {
   app.add_option("--replay-messages", o.replay_messages, "replay: messages behind")->capture_default_str();
   app.add_option("--replay-limit", o.replay_limit, "replay: sub limit")->capture_default_str();
   app.add_option("--timeout", o.timeout_s, "seconds before a phase gives up")->capture_default_str();
+  app.add_option("--root-port", o.root_port, "relay: the root's port (--port is the relay's)");
+  app.add_option("--root-pid", o.root_pid, "relay: the root process, sampled for CPU");
+  app.add_option("--proxy-port", o.proxy_port,
+                 "relay: the fault proxy listens here and forwards to --root-port (the partition relay's --upstream)");
+  app.add_option("--partition-port", o.partition_port, "relay: the relay behind the proxy (default: --port)");
+  app.add_option("--relay-phases", o.relay_phases, "relay: ingest, partition or both")->capture_default_str();
+  app.add_option("--partition-mode", o.partition_mode, "relay: cut (reset, refused) or stall (held, nothing passes)")
+      ->capture_default_str()->check(CLI::IsMember({"cut", "stall"}));
+  app.add_option("--partition-s", o.partition_s, "relay: seconds the link is down")->capture_default_str();
+  app.add_option("--partition-messages", o.partition_messages, "relay: sends at the relay while it is down")
+      ->capture_default_str();
   app.add_option("--nats-sub-conns", o.nats_sub_conns, "nats fanout: connections shared by consumers")
       ->capture_default_str();
   app.failure_message(CLI::FailureMessage::help);  // a bad argument prints the error and the usage
@@ -71,7 +82,7 @@ int main(int argc, char** argv) {
   }
   if (o.run_id.empty()) o.run_id = std::to_string(std::time(nullptr));
   if (o.conns < 1 || o.window < 1 || o.subs < 1 || o.publishers < 1 || o.clients < 1 || o.convs < 1 ||
-      o.duration_s <= 0 || o.connect_window < 1) {
+      o.duration_s <= 0 || o.connect_window < 1 || o.partition_messages < 1 || o.partition_s < 0) {
     std::fprintf(stderr, "waymark-bench: counts must be positive\n");
     return 2;
   }

@@ -9,7 +9,7 @@
 namespace waymark::bench {
 
 struct BenchOptions {
-  std::string scenario = "ingest";  // ingest, fanout, idle, storm, replay
+  std::string scenario = "ingest";  // ingest, fanout, idle, storm, replay, relay
   std::string target = "waymark";   // waymark, echo (lws echo server), redis, nats
   std::string host = "127.0.0.1";
   int port = 0;
@@ -41,6 +41,19 @@ struct BenchOptions {
   // replay
   std::int64_t replay_messages = 1000000;  // how far behind the resuming client is
   int replay_limit = 1000;                 // sub limit per round trip (the edge's max)
+
+  // relay: --port is a relay (--upstream to the root), --root-port the root it relays to.
+  // Ingest runs against the root, then the same load against the relay (the ratio); the
+  // partition phase runs at --partition-port (default --port), a relay whose --upstream is
+  // ws://127.0.0.1:<proxy-port>/ws: the harness's FaultProxy, forwarding to the root.
+  int root_port = 0;
+  int root_pid = 0;                 // the root process, sampled for CPU
+  int proxy_port = 0;               // the fault proxy listens here (0: no partition phase)
+  int partition_port = 0;
+  std::string relay_phases = "ingest,partition";
+  std::string partition_mode = "cut";  // cut (link reset, reconnects refused) or stall (held)
+  double partition_s = 10;          // how long the link is down
+  std::int64_t partition_messages = 1000;  // sent at the relay while it is down
 
   double timeout_s = 120;           // any scenario gives up (and fails) after this
   int nats_sub_conns = 10;          // nats fanout: connections the consumers share

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Waymark's benchmark run: the machine's limits, Waymark, Redis 7 Streams and NATS JetStream,
-all on this machine over loopback, then the table in docs/benchmarks.md rewritten.
+all on this machine over loopback, then the table in docs/benchmarks.md rewritten; and the relay
+scenario (a root and two relays: ingest through a relay against direct, convergence after a
+partition), whose table has its own markers in the doc's "Relay" section.
 
 Run by `./waymark.sh bench` (which builds the binaries first); knobs scale every count up.
 Every server is started here on 127.0.0.1 with a fresh data directory and stopped here.
@@ -29,6 +31,9 @@ from edge_launcher import Edge  # noqa: E402
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 BEGIN = "<!-- bench:begin (rewritten by ./waymark.sh bench) -->"
 END = "<!-- bench:end -->"
+RELAY_BEGIN = "<!-- bench-relay:begin (rewritten by ./waymark.sh bench --scenarios relay) -->"
+RELAY_END = "<!-- bench-relay:end -->"
+MAIN_SCENARIOS = {"ingest", "latency", "fanout", "idle", "storm", "replay"}
 
 REDIS_DURABILITY = "appendonly yes, appendfsync always (fsync before each reply)"
 NATS_DURABILITY = ("file storage, publish ack; nats-server 2.9 has no per-message fsync "
@@ -152,11 +157,20 @@ class Bench:
         return path
 
     # -- servers --
-    def start_edge(self):
+    def start_edge(self, name="edge", extra=(), port=None):
         # At info the edge logs one line per stored message; the benchmark runs it at warn
         # (which also hides the "listening" line, so the port is chosen here).
-        return Edge(self.edge_bin, self.fresh_dir("edge"), self.edge_flags, port=free_port(),
-                    log_level=self.args.edge_log_level, start_timeout=30).start()
+        return Edge(self.edge_bin, self.fresh_dir(name), self.edge_flags + list(extra),
+                    port=port or free_port(), log_level=self.args.edge_log_level,
+                    start_timeout=30).start()
+
+    def start_relay(self, node, upstream_port, extra=()):
+        """A relay (--upstream) of the root on upstream_port, with its dev node token."""
+        token = os.path.join(self.fresh_dir(node + "-token"), "token")
+        with open(token, "w") as f:
+            f.write("dev-node:%s\n" % node)
+        return self.start_edge(node, ["--node", node, "--upstream", "ws://127.0.0.1:%d/ws" % upstream_port,
+                                      "--upstream-token-file", token] + list(extra))
 
     def start_echo(self):
         return Server("waymark-bench-echo", [self.echo_bin, "--listen", "127.0.0.1:0"],
@@ -203,6 +217,44 @@ class Bench:
         status = "ok" if line.get("ok") else "FAIL: " + "; ".join(line.get("problems", []))
         log("%s: %s" % (label, status))
         return line
+
+    def relay(self, mode, repeat):
+        """One relay run: a root; relay-a linked straight to it (the ingest, so the ratio pays
+        for no proxy); relay-b linked through the harness's fault proxy on proxy_port (the
+        partition). All three fresh, stopped afterwards."""
+        a = self.args
+        hb = ["--heartbeat-ms", str(a.relay_heartbeat_ms)] if a.relay_heartbeat_ms else []
+        proxy_port = free_port()
+        servers = []
+        try:
+            root = self.start_edge("root", ["--node", "root"] + hb)
+            servers.append(root)
+            relay_a = self.start_relay("relay-a", root.port, hb)
+            servers.append(relay_a)
+            relay_b = self.start_relay("relay-b", proxy_port, hb)
+            servers.append(relay_b)
+            extra = ["--root-port", root.port, "--root-pid", root.pid, "--proxy-port", proxy_port,
+                     "--partition-port", relay_b.port, "--partition-mode", mode,
+                     "--partition-s", a.partition_s, "--partition-messages", a.partition_messages,
+                     "--relay-phases", a.relay_phases,
+                     "--conns", a.conns, "--window", a.window, "--payload", a.payload,
+                     "--duration", a.duration, "--warmup", a.warmup, "--timeout", 120]
+            line = self.run("relay", "waymark", relay_a, extra, "relay")
+            for name, server in zip(("root", "relay-a", "relay-b"), servers):
+                if not server.alive():
+                    line["ok"] = False
+                    line.setdefault("problems", []).append("%s exited with %s" % (name, server.proc.returncode))
+                if not line.get("ok"):
+                    log("%s (%s) log tail:\n%s" % (name, "running" if server.alive() else "exited %s"
+                                                    % server.proc.returncode, server.stderr_tail(15)))
+            line["mode"] = mode
+            line["repeat"] = repeat
+            line["heartbeat_ms"] = a.relay_heartbeat_ms or 15000
+            line["loadavg"] = round(os.getloadavg()[0], 2)
+            return line
+        finally:
+            for server in reversed(servers):
+                server.stop()
 
     def with_server(self, start, fn):
         server = start()
@@ -268,6 +320,10 @@ class Bench:
             replay = ["--replay-messages", a.replay_messages, "--conns", a.conns, "--window", a.window,
                       "--payload", a.payload, "--timeout", 600]
             self.with_server(self.start_edge, lambda s: self.run("replay", "waymark", s, replay, "replay"))
+        if "relay" in want:
+            for repeat in range(1, a.relay_repeats + 1):
+                for mode in a.relay_modes.split(","):
+                    self.relay(mode, repeat)
 
     def cleanup(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -410,15 +466,76 @@ def render(results, machine, args, command):
     ])
 
 
-def rewrite_doc(block):
+def seconds(value):
+    if value is None:
+        return "—"
+    if value < 0:
+        return "never"
+    return "%.2f s" % value
+
+
+def relay_table(results):
+    """One row per relay run; a run that failed a check says so in its row."""
+    rows = ["| run | partition | root hb | direct msgs/s | via relay msgs/s | relay / direct | "
+            "relay ack p99 | root sequenced all, after ingest | heal → relay reconnects | "
+            "heal → first sequenced at relay | heal → converged (1000 at relay's sub) | "
+            "heal → all stored at root | ok |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for line in results:
+        if line.get("label") != "relay":
+            continue
+        ratio_value = line.get("relay_vs_direct")
+        rows.append("| %s | %s %s s, %s msgs | %s ms | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            line.get("repeat", "?"), line.get("mode", line.get("partition_mode", "?")),
+            fmt(line.get("partition_s")), fmt(line.get("partition_messages")),
+            fmt(line.get("heartbeat_ms")), fmt(line.get("direct_msgs_per_s")),
+            fmt(line.get("relay_msgs_per_s")),
+            "—" if ratio_value is None else "{:.0%}".format(ratio_value),
+            fmt(line.get("relay_ack_p99_ms"), " ms"), seconds(line.get("sequenced_after_ingest_s")),
+            seconds(line.get("heal_to_reconnect_s")), seconds(line.get("heal_to_first_sequenced_s")),
+            seconds(line.get("converged_s")), seconds(line.get("root_stored_s")),
+            "yes" if line.get("ok") else "**no**: " + "; ".join(line.get("problems", []))))
+    return "\n".join(rows)
+
+
+def render_relay(results, machine, args, command):
+    fs = machine["fdatasync"]
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    relay_results = [r for r in results if r.get("label") == "relay"]
+    return "\n".join([
+        RELAY_BEGIN,
+        "Measured %s with `%s` (%.0f s wall). Machine: %d cores (%s), Linux %s, %s; fdatasync p50 "
+        "%.2f ms, p99 %.2f ms. Load average when the run started: %.2f; at the end of each run: %s. "
+        "Ingest: %s connections × %s in flight, %s B, %s s measured after %s s, first straight at "
+        "the root, then the same load at relay-a (acks without seq: staged)."
+        % (when, command, machine["wall_s"], machine["cores"], machine["cpu"] or "?", machine["kernel"],
+           machine["filesystem"], fs["p50_ms"], fs["p99_ms"], machine["loadavg_at_start"],
+           ", ".join("%.2f" % r.get("loadavg", 0) for r in relay_results) or "—",
+           args.conns, args.window, args.payload, fmt(args.duration), fmt(args.warmup)),
+        "",
+        relay_table(results),
+        "",
+        "<details><summary>Every relay run's numbers</summary>",
+        "",
+        details(relay_results),
+        "",
+        "</details>",
+        RELAY_END,
+    ])
+
+
+def replace_block(text, begin, end, block):
+    if begin in text and end in text:
+        start = text.index(begin)
+        stop = text.index(end) + len(end)
+        return text[:start] + block + text[stop:]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def rewrite_doc(block, begin=BEGIN, end=END):
     with open(DOC) as f:
         text = f.read()
-    if BEGIN in text and END in text:
-        start = text.index(BEGIN)
-        end = text.index(END) + len(END)
-        text = text[:start] + block + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    text = replace_block(text, begin, end, block)
     with open(DOC, "w") as f:
         f.write(text)
 
@@ -427,7 +544,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build-dir", default=os.path.join(REPO, "build", "release"))
     p.add_argument("--tmp-dir", default=None, help="where servers keep their data (default: $TMPDIR)")
-    p.add_argument("--scenarios", default="ingest,latency,fanout,idle,storm,replay")
+    p.add_argument("--scenarios", default="ingest,latency,fanout,idle,storm,replay,relay")
     p.add_argument("--no-peers", action="store_true", help="skip Redis and NATS")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     p.add_argument("--results", default=None, help="also write every summary as JSON here")
@@ -448,6 +565,14 @@ def main():
     p.add_argument("--storm-messages", type=int, default=5000)
     p.add_argument("--storm-rate", type=int, default=5000)
     p.add_argument("--replay-messages", type=int, default=1000000)
+    p.add_argument("--relay-modes", default="cut",
+                   help="relay: partition kinds, each one run: cut (reset, reconnects refused), stall (held)")
+    p.add_argument("--relay-repeats", type=int, default=1, help="relay: runs of each mode")
+    p.add_argument("--relay-phases", default="ingest,partition")
+    p.add_argument("--partition-s", type=float, default=10)
+    p.add_argument("--partition-messages", type=int, default=1000)
+    p.add_argument("--relay-heartbeat-ms", type=int, default=0,
+                   help="relay: --heartbeat-ms of the root and relays (0: the edge's default, 15000)")
     p.add_argument("--fsync-count", type=int, default=1000)
     p.add_argument("--edge-log-level", default="warn", help="the edge's --log-level (info logs every message)")
     p.add_argument("--scenario-timeout", type=float, default=900)
@@ -472,11 +597,19 @@ def main():
         with open(args.results, "w") as f:
             json.dump({"machine": machine, "results": bench.results}, f, indent=1)
     command = os.environ.get("WAYMARK_BENCH_COMMAND", "./waymark.sh bench")
-    block = render(bench.results, machine, args, command)
-    print(block)
-    if not args.no_doc:
-        rewrite_doc(block)
-        log("rewrote %s" % DOC)
+    ran = set(args.scenarios.split(","))
+    if ran & MAIN_SCENARIOS:
+        block = render([r for r in bench.results if r.get("label") != "relay"], machine, args, command)
+        print(block)
+        if not args.no_doc:
+            rewrite_doc(block)
+            log("rewrote the table in %s" % DOC)
+    if "relay" in ran:
+        block = render_relay(bench.results, machine, args, command)
+        print(block)
+        if not args.no_doc:
+            rewrite_doc(block, RELAY_BEGIN, RELAY_END)
+            log("rewrote the relay table in %s" % DOC)
     log("done in %.0f s" % machine["wall_s"])
     failed = [r for r in bench.results if not r.get("ok")]
     for r in failed:

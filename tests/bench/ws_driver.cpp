@@ -76,7 +76,7 @@ void WsDriver::start_connects() {
     std::memset(&info, 0, sizeof info);
     info.context = context_;
     info.address = options_.host.c_str();
-    info.port = options_.port;
+    info.port = conn.port ? conn.port : options_.port;
     info.path = "/ws";
     info.host = options_.host.c_str();
     info.origin = options_.host.c_str();

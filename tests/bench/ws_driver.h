@@ -29,6 +29,7 @@ struct WsConn {
   std::deque<std::string> out;   // frames not yet written
   std::string rx;                // the text frame being reassembled
   Socket* socket = nullptr;  // the current socket, if any
+  int port = 0;                  // the server's port; 0: the driver's (WsDriverOptions::port)
 };
 
 class WsHandler {

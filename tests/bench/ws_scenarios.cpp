@@ -1,16 +1,21 @@
-// The five scenarios against a WebSocket server: the Waymark edge, or (ingest and idle only)
-// the lws echo server that sets the transport ceiling. Frames are built and parsed with the
-// core's codec. Every subscriber checks its conversation's seqs: each msg must be cursor + 1
+// The scenarios against a WebSocket server: the Waymark edge (for relay: a relay and its
+// root), or (ingest and idle only) the lws echo server that sets the transport ceiling. Frames
+// are built and parsed with the core's codec. Every subscriber checks its conversation's seqs: each msg must be cursor + 1
 // (a lower one is a repeat, a higher one a gap), across reconnects.
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <random>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "bench_options.h"
 #include "bench_report.h"
+#include "fault_proxy.h"
 #include "overloaded.h"
 #include "ws_driver.h"
 
@@ -145,7 +150,10 @@ class Ingest final : public WsHandler {
   void on_frame(WsConn& conn, Frame& frame) override {
     std::visit(Overloaded{
                    [&](Welcome&) { ready(conn); },
-                   [&](Ack& ack) { completed(conn, ack.id, ack.seq.value_or(0), true); },
+                   [&](Ack& ack) {
+                     if (!ack.seq) ++unsequenced_acks_;  // a relay's "stored here, will be relayed"
+                     completed(conn, ack.id, ack.seq.value_or(0), true);
+                   },
                    [&](Send& echoed) { completed(conn, echoed.id, 0, true); },
                    [&](Nack& nack) {
                      if (nacks_ < 5)
@@ -236,7 +244,7 @@ class Ingest final : public WsHandler {
   std::int64_t measure_from_ = 0;
   std::int64_t measure_until_ = 0;
   std::uint64_t ready_ = 0, sent_ = 0, acked_ = 0, acked_in_window_ = 0, nacks_ = 0;
-  std::uint64_t errors_ = 0, byes_ = 0, closed_ = 0, unknown_ = 0;
+  std::uint64_t errors_ = 0, byes_ = 0, closed_ = 0, unknown_ = 0, unsequenced_acks_ = 0;
   Seq max_seq_ = 0;
   std::size_t rr_ = 0;
   LatencyRecorder latency_;
@@ -248,7 +256,15 @@ bool connect_all(WsDriver& driver, const std::function<bool()>& all_ready, Progr
   return driver.run_until(all_ready, ms(timeout_s), [&] { progress.maybe_print(status()); });
 }
 
-bool ingest(const BenchOptions& options, Summary& summary) {
+// What the relay scenario needs from an ingest run beyond its summary.
+struct IngestTail {
+  std::uint64_t acked = 0;
+  std::uint64_t unsequenced = 0;  // acks without seq: staged at a relay
+  std::int64_t drained_ns = 0;    // when the last send was answered after sending stopped
+  double root_cpu_pct = 0;        // options.root_pid during the measured window
+};
+
+bool ingest(const BenchOptions& options, Summary& summary, IngestTail* tail = nullptr) {
   bool echo = options.target == "echo";
   Ingest scenario(options, echo, "ingest-" + options.run_id, false);
   WsDriver driver({options.host, options.port, options.connect_window,
@@ -269,7 +285,7 @@ bool ingest(const BenchOptions& options, Summary& summary) {
   scenario.measure_from_ = scenario.start_ns_ + static_cast<std::int64_t>(options.warmup_s * 1e9);
   scenario.measure_until_ = scenario.measure_from_ + static_cast<std::int64_t>(options.duration_s * 1e9);
   for (std::size_t i = 0; i < driver.size(); ++i) scenario.fill(driver.conn(i));
-  double edge_cpu_start = 0, own_cpu_start = 0;
+  double edge_cpu_start = 0, own_cpu_start = 0, root_cpu_start = 0;
   bool cpu_sampled = false;
   std::uint64_t last_acked = 0;
   std::int64_t last_ns = now_ns();
@@ -278,6 +294,7 @@ bool ingest(const BenchOptions& options, Summary& summary) {
       cpu_sampled = true;
       edge_cpu_start = process_cpu_seconds(options.edge_pid);
       own_cpu_start = own_cpu_seconds();
+      if (tail) root_cpu_start = process_cpu_seconds(options.root_pid);
     }
     std::int64_t now = now_ns();
     if (now - last_ns >= 1'000'000'000) {
@@ -292,9 +309,16 @@ bool ingest(const BenchOptions& options, Summary& summary) {
   });
   double edge_cpu = process_cpu_seconds(options.edge_pid) - edge_cpu_start;
   double own_cpu = own_cpu_seconds() - own_cpu_start;
+  double root_cpu = tail ? process_cpu_seconds(options.root_pid) - root_cpu_start : 0;
   // Stop sending; everything sent must come back acked.
   scenario.sending_ = false;
   driver.run_until([&] { return scenario.acked_ + scenario.nacks_ >= scenario.sent_; }, ms(30));
+  if (tail) {
+    tail->acked = scenario.acked_;
+    tail->unsequenced = scenario.unsequenced_acks_;
+    tail->drained_ns = now_ns();
+    tail->root_cpu_pct = 100 * root_cpu / options.duration_s;
+  }
 
   set_ingest_summary(summary, options,
                      IngestCounts{scenario.sent_, scenario.acked_, scenario.nacks_,
@@ -679,6 +703,341 @@ bool replay(const BenchOptions& options, Summary& summary) {
   return true;
 }
 
+// ---- relay: ingest through a relay against direct, and convergence after a partition ---------
+
+// The relay's /metrics sample `name`, or -1 when it cannot be read.
+double relay_metric(int port, const char* name) {
+  auto text = http_get(port, "/metrics");
+  if (!text) return -1;
+  return metric_value(*text, name).value_or(-1);
+}
+
+bool has_phase(const BenchOptions& options, const char* phase) {
+  std::string list = "," + options.relay_phases + ",";
+  return list.find("," + std::string(phase) + ",") != std::string::npos;
+}
+
+// The same ingest load against the root, then against the relay; the relay's acks carry no
+// seq (staged), so afterwards the relay's /metrics is polled until its outbox is empty and it
+// has stored every one of those sends back as sequenced (waymark_relay_replicated_total).
+void relay_ingest(const BenchOptions& options, Summary& summary) {
+  BenchOptions direct = options;
+  direct.port = options.root_port;
+  direct.edge_pid = options.root_pid;
+  direct.run_id = options.run_id + "-direct";
+  Summary direct_summary;
+  ingest(direct, direct_summary);
+
+  BenchOptions via = options;
+  via.run_id = options.run_id + "-relay";
+  double replicated_before = std::max(0.0, relay_metric(options.port, "waymark_relay_replicated_total"));
+  Summary relay_summary;
+  IngestTail tail;
+  ingest(via, relay_summary, &tail);
+  double outbox_at_end = relay_metric(options.port, "waymark_upstream_outbox");
+  Progress progress("relay drain");
+  double sequenced_s = -1, replicated = 0, outbox = outbox_at_end;
+  std::int64_t deadline = now_ns() + static_cast<std::int64_t>(options.timeout_s * 1e9);
+  while (now_ns() < deadline) {
+    outbox = relay_metric(options.port, "waymark_upstream_outbox");
+    replicated = relay_metric(options.port, "waymark_relay_replicated_total") - replicated_before;
+    if (outbox == 0 && replicated >= static_cast<double>(tail.acked)) {
+      sequenced_s = static_cast<double>(now_ns() - tail.drained_ns) / 1e9;
+      break;
+    }
+    progress.maybe_print("outbox " + std::to_string(static_cast<std::int64_t>(outbox)) + ", replicated " +
+                         std::to_string(static_cast<std::int64_t>(replicated)) + "/" + std::to_string(tail.acked));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (const auto& field : direct_summary.fields) summary.fields["direct_" + std::string(field.key())] = field.value();
+  for (const auto& field : relay_summary.fields) summary.fields["relay_" + std::string(field.key())] = field.value();
+  for (const auto& problem : direct_summary.problems) summary.problems.push_back("direct ingest: " + problem);
+  for (const auto& problem : relay_summary.problems) summary.problems.push_back("relay ingest: " + problem);
+  double direct_rate = direct_summary.fields["msgs_per_s"].to_number<double>();
+  double relay_rate = relay_summary.fields["msgs_per_s"].to_number<double>();
+  summary.set("relay_vs_direct", direct_rate > 0 ? relay_rate / direct_rate : 0.0);
+  summary.set("relay_root_cpu_pct", tail.root_cpu_pct);
+  summary.set("relay_unsequenced_acks", tail.unsequenced);
+  summary.set("relay_outbox_at_end", outbox_at_end);
+  summary.set("sequenced_after_ingest_s", sequenced_s);
+  if (tail.unsequenced != tail.acked)
+    summary.problems.push_back("relay ingest: " + std::to_string(tail.acked - tail.unsequenced) +
+                               " acks carried a seq (is --port a relay?)");
+  if (sequenced_s < 0)
+    summary.problems.push_back("relay ingest: the root had not sequenced every staged send within the timeout "
+                               "(outbox " + std::to_string(static_cast<std::int64_t>(outbox)) + ", replicated " +
+                               std::to_string(static_cast<std::int64_t>(replicated)) + " of " +
+                               std::to_string(tail.acked) + ")");
+}
+
+// The partition: a sender and a subscriber (provisional opt-in) at the relay, a subscriber at
+// the root, one conversation. Connection 0 sends, 1 subscribes at the relay, 2 at the root.
+class Partition final : public WsHandler {
+ public:
+  struct Watcher {
+    Cursor cursor;
+    std::vector<std::string> ids;  // sequenced ids in seq order
+    std::unordered_set<std::string> seen;
+    std::unordered_set<std::string> provisional;  // partition msgs seen provisional
+    std::uint64_t id_repeats = 0, provisional_repeats = 0, batch = 0;  // batch: sequenced partition msgs
+    std::int64_t first_batch_ns = 0, last_batch_ns = 0;
+    bool subscribed = false;
+  };
+
+  Partition(const BenchOptions& options, std::string conv, std::int64_t warm)
+      : options_(options), conv_(std::move(conv)), warm_(warm), body_(body_of(options.payload, 0)) {}
+
+  Watcher& watcher(const WsConn& conn) { return conn.index == 1 ? relay_ : root_; }
+
+  std::string hello(WsConn& conn) override {
+    Hello hello;
+    hello.device = "bench";
+    if (conn.index == 0) {
+      hello.token = "dev:bench-relay-sender";
+    } else {
+      Watcher& w = watcher(conn);
+      w.subscribed = false;
+      hello.token = conn.index == 1 ? "dev:bench-relay-sub" : "dev:bench-root-sub";
+      hello.provisional = conn.index == 1;
+      SubRequest request;
+      request.conv = conv_;
+      request.after = w.cursor.cursor;
+      hello.subs.push_back(request);
+    }
+    return serialize(Frame{std::move(hello)});
+  }
+
+  void on_frame(WsConn& conn, Frame& frame) override {
+    if (conn.index == 0) {
+      std::visit(Overloaded{
+                     [&](Welcome&) { sender_ready_ = true; },
+                     [&](Ack& ack) {
+                       --in_flight_;
+                       ++acked_;
+                       if (ack.seq) ++sequenced_acks_;
+                       if (ack.seq && partitioned_) ++sequenced_acks_while_cut_;
+                     },
+                     [&](Nack& nack) {
+                       --in_flight_;
+                       ++nacked_;
+                       if (nacked_ <= 5) std::fprintf(stderr, "nack: %s %s\n", nack.id.c_str(), nack.msg.c_str());
+                     },
+                     [&](Err& err) {
+                       if (++errors_ <= 5) std::fprintf(stderr, "err: %s\n", err.msg.c_str());
+                     },
+                     [](auto&) {},
+                 },
+                 frame);
+      fill(conn);
+      return;
+    }
+    Watcher& w = watcher(conn);
+    std::visit(Overloaded{
+                   [&](Msg& msg) {
+                     if (!msg.seq) {
+                       if (counter_of(msg.id) < warm_) return;  // warm-up: provisional, then sequenced at once
+                       if (!w.provisional.insert(msg.id).second) ++w.provisional_repeats;
+                       return;
+                     }
+                     if (!w.cursor.take(*msg.seq)) return;
+                     if (!w.seen.insert(msg.id).second) ++w.id_repeats;
+                     w.ids.push_back(msg.id);
+                     if (counter_of(msg.id) >= warm_) {
+                       ++w.batch;
+                       std::int64_t now = now_ns();
+                       if (!w.first_batch_ns) w.first_batch_ns = now;
+                       w.last_batch_ns = now;
+                     }
+                   },
+                   [&](Subd&) { w.subscribed = true; },
+                   [&](Err& err) {
+                     if (++errors_ <= 5) std::fprintf(stderr, "err: %s\n", err.msg.c_str());
+                   },
+                   [](auto&) {},
+               },
+               frame);
+  }
+
+  void on_closed(WsConn& conn) override {
+    if (conn.index == 0) {
+      ++sender_closed_;
+      return;
+    }
+    ++(conn.index == 1 ? relay_sub_closes_ : root_sub_closes_);
+    watcher(conn).subscribed = false;
+    driver_->connect(conn.index);  // resume from the cursor
+  }
+
+  void fill(WsConn& conn) {
+    while (sender_ready_ && in_flight_ < options_.window && sent_ < limit_) {
+      boost::json::value body = body_;
+      body.as_object()["t0"] = now_ns();
+      driver_->send(conn, send_text(conv_, message_id('s', 0, sent_), std::move(body)));
+      ++in_flight_;
+      ++sent_;
+    }
+  }
+
+  const BenchOptions& options_;
+  std::string conv_;
+  std::int64_t warm_;
+  boost::json::value body_;
+  WsDriver* driver_ = nullptr;
+  Watcher relay_, root_;
+  bool sender_ready_ = false, partitioned_ = false;
+  std::int64_t sent_ = 0, limit_ = 0;
+  int in_flight_ = 0;
+  std::uint64_t acked_ = 0, nacked_ = 0, errors_ = 0, sequenced_acks_ = 0, sequenced_acks_while_cut_ = 0;
+  std::uint64_t sender_closed_ = 0, relay_sub_closes_ = 0, root_sub_closes_ = 0;
+};
+
+void relay_partition(const BenchOptions& options, FaultProxy& proxy, Summary& summary) {
+  constexpr std::int64_t warm = 20;  // sent and sequenced before the cut: the link and interest are up
+  int relay_port = options.partition_port ? options.partition_port : options.port;
+  auto n = options.partition_messages;
+  Partition scenario(options, "partition-" + options.run_id, warm);
+  WsDriver driver({options.host, relay_port, options.connect_window}, scenario);
+  if (!driver.ok()) {
+    summary.problems.push_back("partition: no lws context");
+    return;
+  }
+  driver.add(3);
+  driver.conn(2).port = options.root_port;
+  scenario.driver_ = &driver;
+  Progress progress("relay partition");
+  auto secs = [](std::int64_t from, std::int64_t to) {
+    return from && to ? static_cast<double>(to - from) / 1e9 : -1.0;
+  };
+  std::string phase = "connect";
+  auto fail = [&](const std::string& what) { summary.problems.push_back("partition: " + what); };
+  auto status = [&] {
+    return phase + ": sent " + std::to_string(scenario.sent_) + ", acked " + std::to_string(scenario.acked_) +
+           ", provisional at relay " + std::to_string(scenario.relay_.provisional.size()) +
+           ", sequenced at relay " + std::to_string(scenario.relay_.ids.size()) + ", at root " +
+           std::to_string(scenario.root_.ids.size());
+  };
+  auto tick = [&] { progress.maybe_print(status()); };
+  summary.set("partition_mode", options.partition_mode);
+  summary.set("partition_s", options.partition_s);
+  summary.set("partition_messages", n);
+  for (std::size_t i = 0; i < 3; ++i) driver.connect(i);
+  bool ok = driver.run_until(
+      [&] { return scenario.sender_ready_ && scenario.relay_.subscribed && scenario.root_.subscribed; },
+      ms(options.timeout_s), tick);
+  if (!ok) return fail("the sender or a subscriber was not welcomed/subscribed");
+  phase = "warm-up";
+  scenario.limit_ = warm;
+  scenario.fill(driver.conn(0));
+  ok = driver.run_until(
+      [&] {
+        return scenario.acked_ >= static_cast<std::uint64_t>(warm) &&
+               scenario.relay_.ids.size() >= static_cast<std::size_t>(warm) &&
+               scenario.root_.ids.size() >= static_cast<std::size_t>(warm);
+      },
+      ms(options.timeout_s), tick);
+  if (!ok) return fail("the warm-up messages did not reach both subscribers sequenced");
+
+  phase = "partitioned";
+  std::int64_t cut_ns = now_ns();
+  proxy.set_mode(options.partition_mode == "stall" ? FaultProxy::Mode::stall : FaultProxy::Mode::cut);
+  scenario.partitioned_ = true;
+  std::int64_t heal_at = cut_ns + static_cast<std::int64_t>(options.partition_s * 1e9);
+  scenario.limit_ = warm + n;
+  scenario.fill(driver.conn(0));
+  std::int64_t acked_ns = 0, provisional_ns = 0;
+  driver.run_until([&] { return now_ns() >= heal_at; }, ms(options.partition_s + 5), [&] {
+    if (!acked_ns && scenario.acked_ + scenario.nacked_ >= static_cast<std::uint64_t>(warm + n)) acked_ns = now_ns();
+    if (!provisional_ns && scenario.relay_.provisional.size() >= static_cast<std::size_t>(n)) provisional_ns = now_ns();
+    tick();
+  });
+  std::uint64_t acked_while_cut = scenario.acked_ - static_cast<std::uint64_t>(warm);
+  std::size_t batch_before_heal = scenario.relay_.batch + scenario.root_.batch;
+  double reconnects_before = relay_metric(relay_port, "waymark_upstream_reconnects_total");
+
+  phase = "healed";
+  scenario.partitioned_ = false;
+  std::int64_t heal_ns = now_ns();
+  proxy.set_mode(FaultProxy::Mode::forward);
+  auto target = static_cast<std::uint64_t>(n);
+  ok = driver.run_until(
+      [&] { return scenario.relay_.batch >= target && scenario.root_.batch >= target; },
+      ms(options.timeout_s), tick);
+  std::int64_t done_ns = now_ns();
+  double reconnects_after = relay_metric(relay_port, "waymark_upstream_reconnects_total");
+  std::string health = http_get(relay_port, "/healthz").value_or("");
+
+  summary.set("partition_acked", acked_while_cut);
+  summary.set("partition_acked_s", secs(cut_ns, acked_ns));
+  summary.set("partition_sequenced_acks", scenario.sequenced_acks_while_cut_);
+  summary.set("provisional_delivered", static_cast<std::uint64_t>(scenario.relay_.provisional.size()));
+  summary.set("provisional_s", secs(cut_ns, provisional_ns));
+  summary.set("heal_to_reconnect_s", secs(heal_ns, proxy.first_accept_after_heal_ns()));
+  summary.set("heal_to_upstream_reply_s", secs(heal_ns, proxy.first_reply_after_heal_ns()));
+  summary.set("heal_to_first_sequenced_s", secs(heal_ns, scenario.relay_.first_batch_ns));
+  summary.set("converged_s", ok ? secs(heal_ns, scenario.relay_.last_batch_ns) : -1.0);
+  summary.set("root_stored_s", ok ? secs(heal_ns, scenario.root_.last_batch_ns) : -1.0);
+  summary.set("converge_wall_s", secs(heal_ns, done_ns));
+  summary.set("first_to_last_sequenced_s", secs(scenario.relay_.first_batch_ns, scenario.relay_.last_batch_ns));
+  summary.set("link_reconnects_during", reconnects_before >= 0 ? reconnects_before : -1.0);
+  summary.set("link_reconnects_total", reconnects_after);
+  summary.set("proxy_accepted", proxy.accepted());
+  summary.set("proxy_reset", proxy.reset());
+  summary.set("relay_healthz", health);
+  summary.set("relay_sub_sequenced", static_cast<std::uint64_t>(scenario.relay_.ids.size()));
+  summary.set("root_sub_sequenced", static_cast<std::uint64_t>(scenario.root_.ids.size()));
+  summary.set("relay_sub_reconnects", scenario.relay_sub_closes_);
+  summary.set("root_sub_reconnects", scenario.root_sub_closes_);
+  report_closes(driver, summary);
+  std::uint64_t gaps = scenario.relay_.cursor.gaps + scenario.root_.cursor.gaps;
+  std::uint64_t repeats = scenario.relay_.cursor.repeats + scenario.root_.cursor.repeats +
+                          scenario.relay_.id_repeats + scenario.root_.id_repeats;
+  summary.set("gaps", gaps);
+  summary.set("repeats", repeats);
+  bool same_order = scenario.relay_.ids == scenario.root_.ids;
+  summary.set("same_order", same_order ? std::string("yes") : std::string("no"));
+  if (!ok)
+    fail("not converged within " + std::to_string(static_cast<int>(options.timeout_s)) + " s of the heal (" +
+         status() + ")");
+  if (acked_while_cut < target) fail("only " + std::to_string(acked_while_cut) + " of the sends acked during the partition");
+  if (scenario.sequenced_acks_while_cut_)
+    fail(std::to_string(scenario.sequenced_acks_while_cut_) + " acks carried a seq while the link was down");
+  if (batch_before_heal) fail(std::to_string(batch_before_heal) + " partition msgs arrived sequenced before the heal");
+  if (scenario.relay_.provisional.size() < target)
+    fail("only " + std::to_string(scenario.relay_.provisional.size()) + " provisional msgs at the relay");
+  if (scenario.relay_.provisional_repeats) fail(std::to_string(scenario.relay_.provisional_repeats) + " provisional repeats");
+  if (gaps) fail(std::to_string(gaps) + " gaps");
+  if (repeats) fail(std::to_string(repeats) + " repeats");
+  if (ok && !same_order) fail("the relay's subscriber saw another order than the root's");
+  if (ok && scenario.root_.ids.size() != static_cast<std::size_t>(warm + n))
+    fail("the root holds " + std::to_string(scenario.root_.ids.size()) + " msgs, not " + std::to_string(warm + n));
+  if (scenario.nacked_) fail(std::to_string(scenario.nacked_) + " sends nacked");
+  if (scenario.errors_) fail(std::to_string(scenario.errors_) + " err frames");
+  if (scenario.sender_closed_) fail("the sender's socket closed");
+}
+
+bool relay(const BenchOptions& options, Summary& summary) {
+  if (options.root_port <= 0) {
+    std::fprintf(stderr, "waymark-bench: relay needs --root-port\n");
+    return false;
+  }
+  std::unique_ptr<FaultProxy> proxy;
+  if (has_phase(options, "partition")) {
+    if (options.proxy_port <= 0) {
+      std::fprintf(stderr, "waymark-bench: the relay partition needs --proxy-port (the relay's upstream)\n");
+      return false;
+    }
+    // Up before anything is sent: a relay opens its link on the first send or subscription.
+    proxy = std::make_unique<FaultProxy>(options.proxy_port, options.host, options.root_port);
+    if (!proxy->ok()) {
+      std::fprintf(stderr, "waymark-bench: cannot listen on 127.0.0.1:%d for the fault proxy\n", options.proxy_port);
+      return false;
+    }
+  }
+  if (has_phase(options, "ingest")) relay_ingest(options, summary);
+  if (proxy) relay_partition(options, *proxy, summary);
+  return true;
+}
+
 // ---- idle: N connections subscribed and idle -------------------------------------------------
 
 class Idle final : public WsHandler {
@@ -765,6 +1124,7 @@ bool run_ws_scenario(const BenchOptions& options, Summary& summary) {
   if (options.scenario == "fanout") return fanout(options, summary);
   if (options.scenario == "storm") return storm(options, summary);
   if (options.scenario == "replay") return replay(options, summary);
+  if (options.scenario == "relay") return relay(options, summary);
   std::fprintf(stderr, "waymark-bench: unknown scenario %s\n", options.scenario.c_str());
   return false;
 }
