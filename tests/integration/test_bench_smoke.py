@@ -64,3 +64,41 @@ def test_replay_pages_through_more(bench_binary, edge):
     s = run_bench(bench_binary, edge, "replay", "--replay-messages", 1500, "--replay-limit", 500,
                   "--conns", 3, "--window", 4, "--rate", 600)
     assert s["sub_rounds"] >= 3 and s["gaps"] == 0 and s["repeats"] == 0
+
+
+def test_relay_ingest_ratio_and_partition_converge(bench_binary, edge_factory, tmp_path):
+    # A root, relay-a linked straight to it (ingest: the same load at the root, then at the
+    # relay, whose acks carry no seq) and relay-b linked through the harness's fault proxy on
+    # proxy_port (cut for 1 s while 50 sends are acked and shown provisional at relay-b; after
+    # the heal every one arrives sequenced at relay-b's subscriber and at the root, in one order).
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        proxy_port = s.getsockname()[1]
+
+    def relay(node, upstream_port):
+        token = tmp_path / (node + ".token")
+        token.write_text("dev-node:%s\n" % node)
+        return edge_factory(extra_args=["--node", node, "--upstream", "ws://127.0.0.1:%d/ws" % upstream_port,
+                                        "--upstream-token-file", str(token)])
+
+    root = edge_factory(extra_args=["--node", "root"])
+    relay_a = relay("relay-a", root.port)
+    relay_b = relay("relay-b", proxy_port)
+    s = run_bench(bench_binary, relay_a, "relay", "--root-port", root.port, "--root-pid", root.proc.pid,
+                  "--proxy-port", proxy_port, "--partition-port", relay_b.port, "--partition-mode", "cut",
+                  "--partition-s", 1, "--partition-messages", 50, "--conns", 2, "--window", 4,
+                  "--rate", 200, "--duration", 0.5, "--warmup", 0.2)
+    print("relay smoke: direct %.0f/s, via relay %.0f/s, root sequenced all %.2f s after ingest; "
+          "heal -> reconnect %.2f s, converged %.2f s" % (
+              s["direct_msgs_per_s"], s["relay_msgs_per_s"], s["sequenced_after_ingest_s"],
+              s["heal_to_reconnect_s"], s["converged_s"]))
+    assert s["direct_acked"] > 0 and s["direct_nacked"] == 0
+    assert s["relay_acked"] > 0 and s["relay_unsequenced_acks"] == s["relay_acked"]
+    assert s["sequenced_after_ingest_s"] >= 0
+    assert s["partition_acked"] == 50 and s["partition_sequenced_acks"] == 0
+    assert s["provisional_delivered"] == 50
+    assert s["converged_s"] >= 0 and s["root_stored_s"] >= 0
+    assert s["relay_sub_sequenced"] == s["root_sub_sequenced"] == 70  # 20 before the cut + 50
+    assert s["same_order"] == "yes" and s["gaps"] == 0 and s["repeats"] == 0
+    assert s["proxy_reset"] >= 1  # the cut did reset the relay's link
