@@ -512,7 +512,8 @@ def relay_tables(results):
                 line.get("repeat", "?"), line.get("partition_mode", "?"), fmt(line.get("partition_s")),
                 fmt(line.get("partition_messages")), fmt(line.get("heartbeat_ms")),
                 fmt(line.get("partition_acked")), seconds(line.get("partition_acked_s")),
-                seconds(line.get("heal_to_reconnect_s")), seconds(line.get("heal_to_first_sequenced_s")),
+                "none (link kept)" if line.get("heal_to_reconnect_s", 0) < 0 and line.get("partition_mode") == "stall"
+                else seconds(line.get("heal_to_reconnect_s")), seconds(line.get("heal_to_first_sequenced_s")),
                 seconds(line.get("converged_s")), seconds(line.get("root_stored_s")), ok))
     return "\n".join(ingest) + "\n\n" + "\n".join(partition)
 
