@@ -435,8 +435,25 @@ void ClientSession::accept_msg(Msg msg, TimeMs now) {
       resolve_sent(msg.conv, msg.id, std::nullopt, now);
       return;
     }
-    if (first)
-      emit_row(msg.conv, msg.id, RowState::stored, std::nullopt, msg.from == user_, now);
+    if (!first) return;
+    auto conv = conversations_.find(msg.conv);
+    if (conv == conversations_.end() || !conv->second.wanted) {
+      provisional_seen_.erase({msg.conv, msg.id});  // not shown: a later copy may be
+      return;
+    }
+    // Someone else's message (or this user's from another device): the row appears stored,
+    // with what a UI shows of it, until the sequenced msg with the same id puts it in place.
+    RowEvent row;
+    row.conv = msg.conv;
+    row.id = msg.id;
+    row.state = RowState::stored;
+    row.own = msg.from == user_;
+    row.body = std::move(msg.body);
+    row.trace = std::move(msg.trace);
+    row.at = now;
+    row.from = std::move(msg.from);
+    row.cts = msg.cts;
+    emit(std::move(row));
     return;
   }
   auto it = conversations_.find(msg.conv);
@@ -463,6 +480,7 @@ void ClientSession::deliver(Conversation& c, Msg msg, TimeMs now) {
   c.cursor = seq;
   bool own = msg.from == user_;
   std::string conv = msg.conv, id = msg.id;
+  provisional_seen_.erase({conv, id});  // sequenced now: its provisional copy is done with
   emit(MessageEvent{std::move(msg), own});
   emit(CursorEvent{conv, seq});
   mark_state_changed();

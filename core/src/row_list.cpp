@@ -72,6 +72,10 @@ bool row_state_passed(RowState state, RowState step) {
   return rank(state) >= rank(step);
 }
 
+bool row_is_provisional(const Row& row) {
+  return !row.seq && row.state == RowState::stored;
+}
+
 bool row_state_may_follow(RowState from, RowState to) {
   if (from == to) return false;
   if (to == RowState::failed) return from == RowState::queued;
@@ -101,6 +105,8 @@ const Row& RowList::apply(const RowEvent& event) {
   if (event.seq) row.seq = event.seq;
   if (event.body) row.body = *event.body;
   if (event.trace) row.trace = event.trace;
+  if (event.from) row.from = *event.from;
+  if (event.cts) row.cts = event.cts;
   return row;
 }
 
@@ -182,6 +188,7 @@ std::string row_json(const Row& row) {
   if (row.ts) o["ts"] = *row.ts;
   if (row.cts) o["cts"] = *row.cts;
   if (row.error) o["error"] = error_object(*row.error);
+  if (row_is_provisional(row)) o["provisional"] = true;
   std::string text = json::serialize(o);
   append_raw_member(text, "body", row.body.text);  // as the sender wrote it
   return text;
@@ -250,6 +257,8 @@ std::string row_event_json(const RowEvent& e) {
   if (e.error) o["error"] = error_object(*e.error);
   if (e.trace) o["trace"] = *e.trace;
   if (e.at) o["at"] = *e.at;
+  if (e.from) o["from"] = *e.from;
+  if (e.cts) o["cts"] = *e.cts;
   std::string text = json::serialize(o);
   if (e.body) append_raw_member(text, "body", e.body->text);
   return text;
@@ -268,6 +277,8 @@ std::optional<RowEvent> row_event_from_json(std::string_view text) {
   e.error = error_from(o.if_contains("error"));
   e.trace = string_of(o.if_contains("trace"));
   e.at = integer(o.if_contains("at"));
+  e.from = string_of(o.if_contains("from"));
+  e.cts = integer(o.if_contains("cts"));
   if (auto body = json_scan::raw_member(text, "body")) e.body = JsonText{std::string(*body)};
   return e;
 }

@@ -17,6 +17,7 @@
 #include "waymark/client_session.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
+#include "waymark/row_list.h"
 #include "json_body.h"
 
 namespace json = boost::json;
@@ -556,6 +557,108 @@ TEST_CASE("an own provisional msg whose ack was lost answers the send: stored, n
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].state == RowState::stored);
   CHECK_FALSE(rows[0].own);
+}
+
+TEST_CASE("others' provisional msgs: rows with body, sender and times, in place once sequenced",
+          "[client_session][relay]") {
+  ClientConfig config;
+  config.provisional = true;
+  Harness h(14, config);
+  auto hello = only<Hello>(h.connect());
+  REQUIRE(hello.size() == 1);
+  CHECK(hello[0].provisional);
+  h.subscribed("ops", 0);
+  RowList list("ops");
+  auto apply = [&list](const std::vector<ClientEvent>& events) {
+    for (const auto& event : events) {
+      if (const auto* row = std::get_if<RowEvent>(&event)) list.apply(*row);
+      if (const auto* message = std::get_if<MessageEvent>(&event)) list.apply(*message);
+    }
+  };
+  auto ordered_ids = [&list] {
+    std::vector<std::string> out;
+    for (const Row* row : list.ordered()) out.push_back(row->id);
+    return out;
+  };
+  auto provisional = [](Seq seq, const std::string& id, const std::string& from,
+                        const std::string& text) {
+    Msg m = msg_frame("ops", seq, id, from, text);
+    m.seq.reset();
+    m.provisional = true;
+    m.cts = kStart - 5;
+    m.trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    return m;
+  };
+  const std::string b1 = "01HF7YB36EWZEAH7RH2FF4ETV1", c1 = "01HF7YB36EWZEAH7RH2FF4ETV2";
+  const std::string a1 = "01HF7YB36EWZEAH7RH2FF4ETV3";
+  h.feed(msg_frame("ops", 1, a1, "dave", "sequenced first"));
+  h.feed(provisional(0, c1, "carol", "carol's"));
+  h.feed(provisional(0, b1, "bob", "bob's"));
+  auto events = h.take_events();
+  CHECK(only<MessageEvent>(events).size() == 1);  // a provisional msg is no MessageEvent
+  auto rows = rows_of(events, b1);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::stored);
+  CHECK_FALSE(rows[0].seq);
+  CHECK_FALSE(rows[0].own);
+  REQUIRE(rows[0].body);
+  CHECK(*rows[0].body == body_of(json::object{{"text", "bob's"}}));
+  CHECK(rows[0].from == std::optional<std::string>("bob"));
+  CHECK(rows[0].cts == std::optional<TimeMs>(kStart - 5));
+  CHECK(rows[0].trace);
+  CHECK(rows[0].at == std::optional<TimeMs>(h.now));
+  CHECK(h.session.unread("ops") == 1);  // only the sequenced one counts
+  CHECK(h.session.cursor("ops") == std::optional<Seq>(1));
+  apply(events);
+  // Provisional rows after the sequenced ones, in arrival order.
+  CHECK(ordered_ids() == std::vector<std::string>{a1, c1, b1});
+  CHECK(row_is_provisional(*list.find(b1)));
+  CHECK(list.find(b1)->from == "bob");
+  CHECK_FALSE(row_is_provisional(*list.find(a1)));
+
+  // The root ordered bob's before carol's: each row takes its seq's place, shown once.
+  h.feed(msg_frame("ops", 2, b1, "bob", "bob's"));
+  events = h.take_events();
+  rows = rows_of(events, b1);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].state == RowState::delivered);
+  CHECK(rows[0].seq == std::optional<Seq>(2));
+  apply(events);
+  CHECK(ordered_ids() == std::vector<std::string>{a1, b1, c1});
+  CHECK_FALSE(row_is_provisional(*list.find(b1)));
+  CHECK(row_is_provisional(*list.find(c1)));
+  h.feed(msg_frame("ops", 3, c1, "carol", "carol's"));
+  apply(h.take_events());
+  CHECK(ordered_ids() == std::vector<std::string>{a1, b1, c1});
+  CHECK(list.find(c1)->seq == std::optional<Seq>(3));
+  CHECK(list.find(c1)->state == RowState::delivered);
+  CHECK(list.size() == 3);
+
+  // A provisional copy again after a reconnect (the relay repeats its staged sends on every
+  // sub) is not a new row, and neither is a late one for a row already sequenced.
+  h.feed(provisional(0, b1, "bob", "bob's"));
+  for (const auto& row : rows_of(h.take_events(), b1)) list.apply(row);
+  CHECK(list.find(b1)->state == RowState::delivered);
+  CHECK(ordered_ids() == std::vector<std::string>{a1, b1, c1});
+
+  // A conversation not subscribed: nothing, and a copy once it is subscribed shows.
+  Msg elsewhere = provisional(0, "01HF7YB36EWZEAH7RH2FF4ETV4", "bob", "x");
+  elsewhere.conv = "sales";
+  h.feed(elsewhere);
+  CHECK(rows_of(h.take_events(), elsewhere.id).empty());
+  h.subscribed("sales", 0);
+  h.feed(elsewhere);
+  rows = rows_of(h.take_events(), elsewhere.id);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].conv == "sales");
+}
+
+TEST_CASE("a session that did not opt in says nothing of provisional in hello",
+          "[client_session][relay]") {
+  Harness h(15);
+  auto hello = only<Hello>(h.connect());
+  REQUIRE(hello.size() == 1);
+  CHECK_FALSE(hello[0].provisional);
 }
 
 TEST_CASE("nack retry:true backs off and resends the same id; retry:false fails until retry()",

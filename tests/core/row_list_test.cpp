@@ -125,6 +125,60 @@ TEST_CASE("row list: others' messages, history, and the order", "[row_list]") {
   CHECK(ids(list) == std::vector<std::string>{"a1", "b2", "c3", "q0", "q1", "q2"});
 }
 
+TEST_CASE("row list: provisional rows after the sequenced ones, then in their seq's place",
+          "[row_list]") {
+  RowList list("ops");
+  list.apply(MessageEvent{msg("s1", 1, "dave"), false});
+  list.apply(row_event("s1", RowState::delivered, 1, false, 5));
+  // Others' provisional msgs (stored at a relay, no seq) and an own send acked without seq.
+  RowEvent carol = row_event("c", RowState::stored, std::nullopt, false, 6);
+  carol.from = "carol";
+  carol.cts = 800;
+  carol.body = JsonText{R"({"text":"from carol"})"};
+  list.apply(carol);
+  list.apply(row_event("own", RowState::queued, std::nullopt, true, 7));
+  list.apply(row_event("own", RowState::stored, std::nullopt, true, 8));
+  RowEvent bob = row_event("b", RowState::stored, std::nullopt, false, 9);
+  bob.from = "bob";
+  list.apply(bob);
+  CHECK(ids(list) == std::vector<std::string>{"s1", "c", "own", "b"});
+  const Row* c = list.find("c");
+  CHECK(c->from == "carol");
+  CHECK(c->cts == std::optional<TimeMs>(800));
+  CHECK(c->body.text == R"({"text":"from carol"})");
+  CHECK(row_is_provisional(*c));
+  CHECK(row_is_provisional(*list.find("own")));
+  CHECK_FALSE(row_is_provisional(*list.find("s1")));
+  // Its JSON says so (waymark.js's rows), and the flag is not read back: state and seq say it.
+  std::string text = row_json(*c);
+  CHECK(text.find(R"("provisional":true)") != std::string::npos);
+  CHECK(text.find(R"("from":"carol")") != std::string::npos);
+  CHECK(row_json(*list.find("s1")).find("provisional") == std::string::npos);
+  auto back = row_from_json(text);
+  REQUIRE(back);
+  CHECK(*back == *c);
+  // The root's order: b, own, c. Each moves into its seq's place, one row per id.
+  list.apply(MessageEvent{msg("b", 2, "bob"), false});
+  list.apply(row_event("b", RowState::delivered, 2, false, 10));
+  CHECK(ids(list) == std::vector<std::string>{"s1", "b", "c", "own"});
+  list.apply(row_event("own", RowState::sequenced, 3, true, 11));
+  list.apply(MessageEvent{msg("c", 4, "carol", R"({"text":"from carol"})"), false});
+  list.apply(row_event("c", RowState::delivered, 4, false, 12));
+  CHECK(ids(list) == std::vector<std::string>{"s1", "b", "own", "c"});
+  CHECK(list.size() == 4);
+  for (const Row* row : list.ordered()) CHECK_FALSE(row_is_provisional(*row));
+  // A repeated provisional copy after that moves nothing back.
+  list.apply(carol);
+  CHECK(list.find("c")->state == RowState::delivered);
+  CHECK(list.find("c")->seq == std::optional<Seq>(4));
+  CHECK(ids(list) == std::vector<std::string>{"s1", "b", "own", "c"});
+  // Queued and failed rows are not provisional: they are not stored anywhere yet.
+  list.apply(row_event("q", RowState::queued, std::nullopt, true, 13));
+  CHECK_FALSE(row_is_provisional(*list.find("q")));
+  list.apply(row_event("q", RowState::failed, std::nullopt, true, 14));
+  CHECK_FALSE(row_is_provisional(*list.find("q")));
+}
+
 TEST_CASE("row list: restore keeps what the list knows; replace overwrites", "[row_list]") {
   RowList list("ops");
   list.apply(row_event("a", RowState::sequenced, 1, true, 1));
@@ -205,6 +259,15 @@ TEST_CASE("row list: a RowEvent's JSON and back, the body byte for byte", "[row_
   CHECK(back->trace == e.trace);
   CHECK(back->at == e.at);
   CHECK(back->body == e.body);
+  CHECK_FALSE(back->from);
+  CHECK_FALSE(back->cts);
+  RowEvent provisional = row_event("p", RowState::stored, std::nullopt, false, 11);
+  provisional.from = "bob";
+  provisional.cts = 7;
+  auto prov_back = row_event_from_json(row_event_json(provisional));
+  REQUIRE(prov_back);
+  CHECK(prov_back->from == std::optional<std::string>("bob"));
+  CHECK(prov_back->cts == std::optional<TimeMs>(7));
   RowEvent bare = row_event("b", RowState::delivered, 9, false);
   auto again = row_event_from_json(row_event_json(bare));
   REQUIRE(again);

@@ -43,9 +43,15 @@ struct RowEvent {
   std::optional<Seq> seq;
   bool own = false;                       // sent by this user
   std::optional<Error> error;             // set when failed, and on a retryable nack
-  std::optional<JsonText> body;          // set when the row first appears (queued/imported)
+  std::optional<JsonText> body;          // set when the row first appears (queued/imported,
+                                          // or a relay's provisional msg)
   std::optional<std::string> trace;
   std::optional<TimeMs> at;               // the time of this transition (host clock)
+  // A relay's provisional msg (stored there, no seq yet; config.provisional) that is not an
+  // answer to this session's own send: the row appears as stored with its body, sender and
+  // send time, so a UI can show it before the root sequences it.
+  std::optional<std::string> from;
+  std::optional<TimeMs> cts;
 };
 
 // A message reached the app: per conversation, in seq order, each seq exactly once.

@@ -42,6 +42,10 @@ bool row_state_may_follow(RowState from, RowState to);
 // read has passed sequenced; failed has passed only queued.
 bool row_state_passed(RowState state, RowState step);
 std::optional<RowState> row_state_from_string(std::string_view text);
+// A row stored by a relaying edge whose seq has not arrived yet: not yet in the root's order
+// (an own send acked without seq, or a provisional msg of hello.provisional). Its place in
+// ordered() is after the sequenced rows until the msg with its seq moves it.
+bool row_is_provisional(const Row& row);
 
 class RowList {
  public:
@@ -67,7 +71,9 @@ class RowList {
   bool replace(Row row);
 
   const Row* find(std::string_view id) const;
-  // The rows that have a state: by seq, then those without one in the order they appeared.
+  // The rows that have a state: by seq, then those without one (queued, failed, provisional)
+  // in the order they appeared. A row keeps its id's one place: when its seq arrives it moves
+  // from the tail into the seq order.
   std::vector<const Row*> ordered() const;
   std::size_t size() const { return rows_.size(); }
 
@@ -85,13 +91,15 @@ class RowList {
 };
 
 // A row as JSON, the shape waymark.js hands apps ({conv, id, seq?, from, body, state, times,
-// trace, own, error?, ts?, cts?}; times by state name), and back. row_from_json: nullopt when
-// the text is not such an object (conv, id and a known state required).
+// trace, own, error?, ts?, cts?, provisional?}; times by state name; provisional: true when
+// row_is_provisional), and back. row_from_json: nullopt when the text is not such an object
+// (conv, id and a known state required); it ignores provisional (the state and seq say it).
 std::string row_json(const Row& row);
 std::optional<Row> row_from_json(std::string_view text);
 
-// A RowEvent as JSON ({type:"row", conv, id, state, own, seq?, error?, trace?, at?, body?}; the
-// body as its JsonText), the form hosts pass it on in (waymark.js to other tabs), and back.
+// A RowEvent as JSON ({type:"row", conv, id, state, own, seq?, error?, trace?, at?, from?,
+// cts?, body?}; the body as its JsonText), the form hosts pass it on in (waymark.js to other
+// tabs), and back.
 std::string row_event_json(const RowEvent& event);
 std::optional<RowEvent> row_event_from_json(std::string_view text);
 
