@@ -153,8 +153,12 @@ std::optional<std::string> optional_device(const std::string& device) {
 class WasmSession {
  public:
   WasmSession(std::string token, std::string device, double seed_high, double seed_low)
+      : WasmSession(std::move(token), std::move(device), seed_high, seed_low, false) {}
+  // provisional: hello.provisional (connect({provisional})): a relay's provisional msgs are rows.
+  WasmSession(std::string token, std::string device, double seed_high, double seed_low,
+              bool provisional)
       : random_(join_u32(seed_high, seed_low)),
-        session_(ClientConfig{}, std::move(token), optional_device(device), random_) {}
+        session_(config_with(provisional), std::move(token), optional_device(device), random_) {}
 
   void start(double now) { session_.start(to_time(now)); }
   void close(double now) { session_.close(to_time(now)); }
@@ -262,6 +266,11 @@ class WasmSession {
 
  private:
   static ConnectionId connection(double conn) { return static_cast<ConnectionId>(conn); }
+  static ClientConfig config_with(bool provisional) {
+    ClientConfig config;
+    config.provisional = provisional;
+    return config;
+  }
 
   SeededRandom random_;
   ClientSession session_;
@@ -348,6 +357,7 @@ EMSCRIPTEN_BINDINGS(waymark) {
   using waymark::WasmSession;
   class_<WasmSession>("WasmSession")
       .constructor<std::string, std::string, double, double>()
+      .constructor<std::string, std::string, double, double, bool>()
       .function("start", &WasmSession::start)
       .function("close", &WasmSession::close)
       .function("connectNow", &WasmSession::connect_now)

@@ -27,11 +27,22 @@ export interface ConnectOptions {
    * becomes visible). Without getToken a refused token leaves the client offline.
    */
   getToken?: () => string | Promise<string>;
+  /**
+   * Opt in to provisional messages (hello.provisional; default false). Behind a relaying edge
+   * cut off from its upstream, others' messages the relay stored but the root has not
+   * sequenced yet appear at once as rows with `provisional: true` (state 'stored', no seq),
+   * after the sequenced rows; each moves into its seq's place when the root's order arrives.
+   * Off, only sequenced messages are shown, exactly as against an edge without relays. Against
+   * a root it changes nothing. The tab that leads (owns the session) decides for all tabs of a
+   * profile: give every tab of an app the same options.
+   */
+  provisional?: boolean;
 }
 
 /**
  * queued: in the outbox, not yet acknowledged (kept across reloads, resent after reconnects).
- * stored: acknowledged by a relaying edge without a seq yet.
+ * stored: acknowledged by a relaying edge without a seq yet (own rows), or another user's
+ *   provisional message (ConnectOptions.provisional): stored there, not yet ordered by the root.
  * sequenced: durably stored with its seq (the ack, or its msg, arrived).
  * delivered: another user's delivered receipt covers it; others' messages arrive as delivered.
  * read: another user's read receipt covers it; others' messages when this user's read cursor passes them.
@@ -66,6 +77,12 @@ export interface Row {
   own: boolean;
   /** Why it failed, or the last retryable refusal while still queued. */
   error?: WaymarkError;
+  /**
+   * Stored by a relaying edge, not yet sequenced by the root (state 'stored', no seq): its
+   * place in rows() is provisional, after the sequenced rows, until its seq arrives. Absent
+   * otherwise.
+   */
+  provisional?: true;
 }
 
 export interface Msg {

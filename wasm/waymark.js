@@ -6,7 +6,9 @@ const SUBPROTOCOL = 'waymark.v1';
 const DB_NAME = 'waymark';
 const DB_VERSION = 1;
 // Rows with a seq kept per conversation in IndexedDB, so a cached conversation reads offline.
-// Rows without one (queued, failed, stored) are always kept: they are the outbox's.
+// Own rows without one (queued, failed, stored) are always kept: they are the outbox's. Others'
+// provisional rows are not kept: the relay sends them again on every subscribe while they are
+// unsequenced, and one the root refused for good would otherwise stay forever.
 const CACHED_ROWS_PER_CONV = 200;
 // How long connect() waits for a leader tab's snapshot before resolving with cached rows.
 const SYNC_WAIT_MS = 1500;
@@ -189,6 +191,8 @@ class WaymarkClient {
     this._token = options.token;
     this._device = options.device ?? '';
     this._getToken = options.getToken ?? null;
+    // hello.provisional: a relay's provisional msgs become rows (provisional: true) until sequenced.
+    this._provisional = Boolean(options.provisional);
     this._tab = randomHex(8);
     this._listeners = new Map();    // event name -> Set of callbacks
     this._rows = new Map();         // conv -> ConversationRows
@@ -316,7 +320,7 @@ class WaymarkClient {
     }
     if (stored.record?.user) this._status.user = this._status.user || stored.record.user;
     const [seedHigh, seedLow] = randomU32s(2);
-    this._session = new core.WasmSession(this._token, this._device, seedHigh, seedLow);
+    this._session = new core.WasmSession(this._token, this._device, seedHigh, seedLow, this._provisional);
     // With getToken, a refused token makes the core ask for a new one (a 'token' event).
     this._session.setTokenRefresh(Boolean(this._getToken));
     const now = Date.now();
@@ -680,7 +684,7 @@ class WaymarkClient {
   _cachedRows(conv) {
     const rows = this.rows(conv);
     const sequenced = rows.filter((row) => row.seq != null);
-    const rest = rows.filter((row) => row.seq == null);
+    const rest = rows.filter((row) => row.seq == null && row.own);
     return [...sequenced.slice(-CACHED_ROWS_PER_CONV), ...rest];
   }
 
@@ -994,7 +998,7 @@ class WaymarkClient {
   }
 
   // The conversation's rows, as the core's RowList orders them: by seq, then those without one
-  // in the order they appeared (send order). Fresh objects on every call.
+  // (queued, failed, provisional) in the order they appeared. Fresh objects on every call.
   rows(conv) {
     const rows = this._rows.get(conv);
     return rows ? rows.all().map((row) => this._shown(row)) : [];
