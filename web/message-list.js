@@ -6,6 +6,8 @@ import { bodyText, formatClock } from './names.js';
 import { shownTime } from './timeline.js';
 
 const GROUP_MS = 5 * 60 * 1000;  // consecutive lines from one sender within this share a header
+// A provisional row (row.provisional: stored by a relaying edge, no seq from the root yet).
+const PROVISIONAL_TITLE = 'Provisional: not yet confirmed by the root, its place may still change';
 
 export class MessageList {
   constructor(timeline, { onDetails, onRetry }) {
@@ -70,6 +72,7 @@ export class MessageList {
       <div class="msg-head"><span class="msg-from"></span></div>
       <p class="msg-text"></p>
       <div class="msg-foot">
+        <span class="msg-prov" hidden title="${PROVISIONAL_TITLE}"><span aria-hidden="true">Not yet confirmed</span><span class="visually-hidden">${PROVISIONAL_TITLE}.</span></span>
         <span class="msg-error"></span>
         <button type="button" class="msg-retry" data-action="retry" hidden>Retry</button>
         <button type="button" class="msg-meta" data-action="details">
@@ -84,6 +87,8 @@ export class MessageList {
     line.dataset.state = state;
     line.dataset.seq = it.seq ?? '';
     line.classList.toggle('own', it.own);
+    line.classList.toggle('provisional', Boolean(it.provisional));
+    line.querySelector('.msg-prov').hidden = !it.provisional;
     line.classList.toggle('continued', continued);
     line.querySelector('.msg-from').textContent = it.from ?? '';
     line.querySelector('.msg-text').textContent = bodyText(it.body);
@@ -104,7 +109,8 @@ export class MessageList {
     } else {
       stateEl.textContent = '';
       stateEl.removeAttribute('title');
-      meta.setAttribute('aria-label', `${clock} from ${it.from ?? 'unknown'}. Show message details`);
+      const unconfirmed = it.provisional ? ', not yet confirmed' : '';
+      meta.setAttribute('aria-label', `${clock} from ${it.from ?? 'unknown'}${unconfirmed}. Show message details`);
     }
 
     const failed = state === 'failed';
