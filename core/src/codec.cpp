@@ -491,7 +491,7 @@ Result<Frame> parse_presence(FieldReader& r, Direction direction) {
   f.on = r.boolean("on");
   if (direction == Direction::from_client) {
     f.as = r.as_user();
-    if (!f.as && !r.error) r.fail("as", "is required: presence comes only from a relay, for one of its users");
+    if (!f.as && !r.error) r.fail("as", "is required: relay_presence names the relay's user");
   }
   return finish(r, std::move(f));
 }
@@ -670,7 +670,7 @@ struct ToJson {
     return o;
   }
   json::object operator()(const Presence& f) const {
-    json::object o{{"t", "presence"}, {"conv", f.conv}};
+    json::object o{{"t", f.as ? "relay_presence" : "presence"}, {"conv", f.conv}};
     if (!f.as) o["user"] = f.user;
     o["on"] = f.on;
     if (f.as) o["as"] = *f.as;
@@ -708,7 +708,7 @@ struct TypeName {
   std::string_view operator()(const Page&) const { return "page"; }
   std::string_view operator()(const Ack&) const { return "ack"; }
   std::string_view operator()(const Nack&) const { return "nack"; }
-  std::string_view operator()(const Presence&) const { return "presence"; }
+  std::string_view operator()(const Presence& f) const { return f.as ? "relay_presence" : "presence"; }
   std::string_view operator()(const Pong&) const { return "pong"; }
   std::string_view operator()(const Bye&) const { return "bye"; }
   std::string_view operator()(const Err&) const { return "err"; }
@@ -814,7 +814,7 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
     if (type == "ping") return parse_ping(r);
     if (type == "rcpt") return parse_rcpt(r, direction);
     if (type == "typing") return parse_typing(r, direction);
-    if (type == "presence") return parse_presence(r, direction);
+    if (type == "relay_presence") return parse_presence(r, direction);
   } else {
     if (type == "welcome") return parse_welcome(r);
     if (type == "msg") return parse_msg(r);

@@ -410,15 +410,15 @@ void EdgeNode::handle(ConnId conn, Connection& c, Typing&& frame, TimeMs now) {
 void EdgeNode::handle(ConnId conn, Connection& c, Presence&& frame, TimeMs now) {
   if (!c.relay_node) {
     AuditRecord record = audit_of(c, "forbidden", now);
-    record.frame = "presence";
-    record.detail = "presence: only a relay link announces presence";
+    record.frame = "relay_presence";
+    record.detail = "relay_presence: only a relay link sends it";
     audit(std::move(record), now);
-    return send_error(conn, ErrorCode::forbidden, "presence: only a relay link announces presence",
+    return send_error(conn, ErrorCode::forbidden, "relay_presence: only a relay link sends it",
                       std::nullopt);
   }
   if (!c.subs.count(frame.conv))
     return send_error(conn, ErrorCode::invalid,
-                      "presence: subscribe to \"" + frame.conv + "\" first", std::nullopt);
+                      "relay_presence: subscribe to \"" + frame.conv + "\" first", std::nullopt);
   TopicKey key{c.identity->tenant, frame.conv};
   const std::string& user = *frame.as;
   if (frame.on) {

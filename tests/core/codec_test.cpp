@@ -189,7 +189,7 @@ TEST_CASE("codec: edge frames round-trip with optional fields present and absent
     check_round_trip(Presence{"ops", "", true, "alice"}, kFromClient);
     check_round_trip(Presence{"ops", "", false, "bob"}, kFromClient);
     CHECK(serialize(Presence{"ops", "", true, "alice"}) ==
-          R"({"t":"presence","conv":"ops","on":true,"as":"alice"})");
+          R"({"t":"relay_presence","conv":"ops","on":true,"as":"alice"})");
   }
   SECTION("pong") {
     check_round_trip(Pong{1700000000000, std::nullopt}, kFromEdge);
@@ -486,10 +486,10 @@ TEST_CASE("codec: an unknown \"t\" is unknown_type, and so is the other side's f
                  ErrorCode::unknown_type, "t");
   check_rejected(serialize(Nack{"ops", "x", ErrorCode::forbidden, "no", false, std::nullopt}), kFromClient,
                  ErrorCode::unknown_type, "t");
-  // presence from a client is a relay's: as is required, user is not its field.
-  check_rejected(R"({"t":"presence","conv":"ops","on":true})", kFromClient, ErrorCode::invalid, "as");
-  check_rejected(serialize(Presence{"ops", "bob", true}), kFromClient, ErrorCode::invalid, "as");
-  check_rejected(serialize(Presence{"ops", "", true, "bob"}), kFromEdge, ErrorCode::invalid, "user");
+  check_rejected(serialize(Presence{"ops", "bob", true}), kFromClient, ErrorCode::unknown_type, "t");
+  // A relay's relay_presence names its user in as (required); an edge never sends it.
+  check_rejected(R"({"t":"relay_presence","conv":"ops","on":true})", kFromClient, ErrorCode::invalid, "as");
+  check_rejected(serialize(Presence{"ops", "", true, "bob"}), kFromEdge, ErrorCode::unknown_type, "t");
   check_rejected(serialize(Pong{1, std::nullopt}), kFromClient, ErrorCode::unknown_type, "t");
   check_rejected(serialize(Bye{"shutdown", 1, 2}), kFromClient, ErrorCode::unknown_type, "t");
   check_rejected(serialize(Err{ErrorCode::invalid, "x", std::nullopt}), kFromClient, ErrorCode::unknown_type, "t");

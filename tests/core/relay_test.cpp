@@ -361,7 +361,7 @@ TEST_CASE("relay: presence frames are a relay link's only", "[relay]") {
   ConnId alice = root.join_dev("alice");
   root.text(alice, sub_frame("ops", 0));
   root.take(alice);
-  root.text(alice, R"({"t":"presence","conv":"ops","on":true,"as":"mallory"})");
+  root.text(alice, R"({"t":"relay_presence","conv":"ops","on":true,"as":"mallory"})");
   auto errs = all_of<Err>(root.take(alice));
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].code == ErrorCode::forbidden);
