@@ -89,6 +89,36 @@ bool sendable_by(const Frame& frame, Direction direction) {
   return client_only == (direction == Direction::from_client);
 }
 
+// The same JSON value, where two readings of one number text may differ in their last bits:
+// Boost.JSON 1.81 reads a long decimal exactly to the double only sometimes (its fast path
+// depends on how many bytes follow the number in the buffer, so "20.666666663333333333333333333"
+// alone and inside a frame give neighbouring doubles). The codec keeps the text itself, so no
+// reader of the wire sees a drift; the check is that the piece is the same value.
+bool same_value(const json::value& a, const json::value& b) {
+  if (a.is_double() && b.is_double()) {
+    double x = a.get_double(), y = b.get_double();
+    return x == y || std::fabs(x - y) <= 1e-14 * std::max(std::fabs(x), std::fabs(y));
+  }
+  if (a.kind() != b.kind()) return false;
+  if (a.is_array()) {
+    const auto &x = a.get_array(), &y = b.get_array();
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (!same_value(x[i], y[i])) return false;
+    return true;
+  }
+  if (a.is_object()) {
+    const auto &x = a.get_object(), &y = b.get_object();
+    if (x.size() != y.size()) return false;
+    for (const auto& member : x) {
+      const json::value* other = y.if_contains(member.key());
+      if (!other || !same_value(member.value(), *other)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
 void round_trip(std::string_view text, Direction direction) {
   const char* side = direction == Direction::from_client ? "from_client" : "from_edge";
   const ParseLimits limits;  // the protocol's default max_frame
@@ -126,7 +156,7 @@ void round_trip(std::string_view text, Direction direction) {
     json::parse_options deep;
     deep.max_depth = 64;
     json::value whole = json::parse(text, {}, deep);
-    FUZZ_CHECK(json::parse(body->text, {}, deep) == whole.as_object().at("body"),
+    FUZZ_CHECK(same_value(json::parse(body->text, {}, deep), whole.as_object().at("body")),
                std::string(side) + ": body text reads as another value than the frame's body: " + body->text, text);
   }
 
