@@ -213,8 +213,17 @@ bool ClientSession::is_current(ConnectionId connection) const {
   return connection != 0 && connection == connection_;
 }
 
+void ClientSession::set_connection(ConnectionId connection) {
+  connection_ = connection;
+  in_flight_ = 0;  // sent_on names an earlier connection (or none) for every entry
+}
+
+void ClientSession::forget_in_flight(const OutboxEntry& entry) {
+  if (connection_ != 0 && entry.sent_on == connection_) --in_flight_;
+}
+
 void ClientSession::begin_connect(TimeMs now) {
-  connection_ = ++last_connection_;
+  set_connection(++last_connection_);
   phase_ = Phase::connecting;
   phase_since_ = now;
   io_.emplace_back(OpenSocket{connection_});
@@ -225,7 +234,7 @@ void ClientSession::connection_lost(TimeMs now, std::string reason, bool ask_clo
   if (ask_close && connection_) io_.emplace_back(CloseSocket{connection_, code});
   bool was_online = phase_ == Phase::online;
   if (was_online && now - phase_since_ >= config_.healthy_after_ms) failed_attempts_ = 0;
-  connection_ = 0;
+  set_connection(0);
   retry_wakeup_.reset();
   for (auto& entry : outbox_) entry.sent_on = 0;
   for (auto& [conv, c] : conversations_) {
@@ -310,7 +319,7 @@ void ClientSession::on_close(ConnectionId connection, TimeMs now, std::optional<
   if (close_code == close_code::unauthorized) {
     // The err or bye that should precede a 4001 did not arrive (the edge closed before
     // writing it): the close code alone says the token was refused.
-    connection_ = 0;  // already closed: nothing to ask the host to close
+    set_connection(0);  // already closed: nothing to ask the host to close
     stop_unauthorized(now, "closed 4001");
     return;
   }
@@ -431,7 +440,7 @@ void ClientSession::accept_msg(Msg msg, TimeMs now) {
     // Our own send whose ack was lost: the relay fans out only what it committed, so this
     // answers it as an ack without seq would (else a later nack of a resend or a reload
     // would show the stored row as queued again).
-    if (msg.from == user_ && find_outbox(msg.conv, msg.id) != outbox_.end()) {
+    if (msg.from == user_ && outbox_keys_.count({msg.conv, msg.id})) {
       resolve_sent(msg.conv, msg.id, std::nullopt, now);
       return;
     }
@@ -599,6 +608,7 @@ void ClientSession::handle(const Ack& frame, TimeMs now) {
 void ClientSession::handle(const Nack& frame, TimeMs now) {
   auto entry = find_outbox(frame.conv, frame.id);
   if (entry == outbox_.end() || entry->failed) return;
+  forget_in_flight(*entry);
   entry->sent_on = 0;
   Error error{frame.code, frame.msg};
   if (frame.retry) {
@@ -625,7 +635,10 @@ void ClientSession::handle(const Nack& frame, TimeMs now) {
     row.at = now;
     emit(std::move(row));
     mark_state_changed();
-    drop_failed_relayed();
+    if (config_.relay) {  // the relay's dead letter now (drop_failed_relayed, for one entry)
+      outbox_keys_.erase({entry->conv, entry->id});
+      outbox_.erase(entry);
+    }
   }
 }
 
@@ -975,11 +988,9 @@ std::deque<ClientSession::OutboxEntry>::iterator ClientSession::find_outbox(
 void ClientSession::pump_outbox(TimeMs now) {
   retry_wakeup_.reset();
   if (phase_ != Phase::online) return;
-  std::size_t in_flight = 0;
-  for (const auto& entry : outbox_)
-    if (entry.sent_on == connection_ && ++in_flight >= config_.max_in_flight) break;
+  bool failed = false;
   for (auto& entry : outbox_) {
-    if (in_flight >= config_.max_in_flight) break;
+    if (in_flight_ >= config_.max_in_flight) break;
     if (entry.failed || entry.sent_on == connection_) continue;
     if (entry.not_before > now) {
       if (!retry_wakeup_ || entry.not_before < *retry_wakeup_) retry_wakeup_ = entry.not_before;
@@ -1001,13 +1012,14 @@ void ClientSession::pump_outbox(TimeMs now) {
       row.at = now;
       emit(std::move(row));
       mark_state_changed();
+      failed = true;
       continue;
     }
     io_.emplace_back(WriteFrame{connection_, std::move(text)});
     entry.sent_on = connection_;
-    ++in_flight;
+    ++in_flight_;
   }
-  drop_failed_relayed();
+  if (failed) drop_failed_relayed();
 }
 
 void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
@@ -1015,6 +1027,7 @@ void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
   if (!outbox_keys_.count({conv, id})) return;  // already resolved: no scan of the whole outbox
   auto entry = find_outbox(conv, id);
   if (entry == outbox_.end()) return;  // already resolved: a repeated ack or msg
+  forget_in_flight(*entry);
   outbox_keys_.erase({entry->conv, entry->id});
   outbox_.erase(entry);
   mark_state_changed();
@@ -1144,6 +1157,7 @@ Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs
     }
   }
   outbox_ = std::move(outbox);
+  in_flight_ = 0;  // imported entries were sent on no connection of this session
   outbox_keys_.clear();
   for (const auto& entry : outbox_) outbox_keys_.emplace(entry.conv, entry.id);
   conversations_ = std::move(conversations);

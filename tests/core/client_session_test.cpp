@@ -440,6 +440,51 @@ TEST_CASE("no more than max_in_flight sends are unacked on one connection", "[cl
   CHECK(sends[0].id == ids[2]);
 }
 
+TEST_CASE("the in-flight window: an ack, a nack and a reconnect each free what they answer",
+          "[client_session]") {
+  ClientConfig config;
+  config.max_in_flight = 2;
+  Harness h(10, config);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(h.session.send("ops", body_of(json::object{{"n", i}}), h.now));
+  auto sends = only<Send>(h.connect());
+  REQUIRE(sends.size() == 2);
+
+  // A retryable nack frees its slot at once (the next queued send goes out) and the nacked
+  // send waits out its backoff: the window stays at two on the wire, never three.
+  h.feed(nack_frame("ops", ids[0], ErrorCode::unavailable, true));
+  sends = only<Send>(h.frames());
+  REQUIRE(sends.size() == 1);
+  CHECK(sends[0].id == ids[2]);
+  // A repeated ack of one in flight frees one slot, not two.
+  h.feed(ack_frame("ops", ids[1], Seq{1}));
+  h.feed(ack_frame("ops", ids[1], Seq{1}));
+  sends = only<Send>(h.frames());
+  REQUIRE(sends.size() == 1);
+  CHECK(sends[0].id == ids[3]);
+
+  // A new connection has nothing in flight: the first two unanswered go out again, in order
+  // (the nacked one too, its backoff waited out first).
+  h.timer_at(h.now + 60000);
+  CHECK(only<Send>(h.frames()).empty());  // its retry is due, but the window is full
+  h.close_socket();
+  sends = only<Send>(h.reconnect());
+  REQUIRE(sends.size() == 2);
+  CHECK(sends[0].id == ids[0]);
+  CHECK(sends[1].id == ids[2]);
+  h.feed(ack_frame("ops", ids[0], Seq{2}));
+  h.feed(ack_frame("ops", ids[2], Seq{3}));
+  sends = only<Send>(h.frames());
+  REQUIRE(sends.size() == 2);
+  CHECK(sends[0].id == ids[3]);
+  CHECK(sends[1].id == ids[4]);
+  // A permanent refusal frees its slot too; the browser keeps the failed entry for a retry.
+  h.feed(nack_frame("ops", ids[3], ErrorCode::forbidden, false));
+  h.feed(ack_frame("ops", ids[4], Seq{4}));
+  CHECK(only<Send>(h.frames()).empty());
+  CHECK(h.session.outbox_size() == 1);
+}
+
 TEST_CASE("duplicate acks and a msg carrying the own id resolve a send exactly once", "[client_session]") {
   Harness h(11);
   h.connect();

@@ -203,6 +203,8 @@ class ClientSession {
                     TimeMs now);
   void track_own_row(Conversation& c, Seq seq, const std::string& id);
   void drop_failed_relayed();
+  void set_connection(ConnectionId connection);  // connection_ changes: nothing is in flight on it
+  void forget_in_flight(const OutboxEntry& entry);  // entry leaves the flight (answered, erased)
   std::deque<OutboxEntry>::iterator find_outbox(const std::string& conv, const std::string& id);
   TimeMs full_jitter_backoff(TimeMs base, TimeMs cap, std::uint32_t attempt);
 
@@ -239,6 +241,9 @@ class ClientSession {
   std::uint64_t rid_counter_ = 0;
 
   std::deque<OutboxEntry> outbox_;
+  // Entries with sent_on == connection_: kept as a count so pump_outbox does not walk a relay
+  // link's outbox (hundreds of thousands after a long partition) on every ack.
+  std::size_t in_flight_ = 0;
   std::set<std::pair<std::string, std::string>> outbox_keys_;  // (conv, id) of outbox_
   std::map<std::string, Conversation> conversations_;
   std::map<std::string, HistoryRequest> history_requests_;  // rid -> request
