@@ -178,7 +178,9 @@ problems=()
 run_ctest() {
   local name="$1" log status=0 summary failed total
   log="$(mktemp)"
-  (cd "$BUILD_ROOT/$name" && ctest --output-on-failure --no-tests=error) 2>&1 | tee "$log" ||
+  # -j: a tree's tests run side by side, one per core (the partition test mostly waits out its
+  # partition; the core suite is CPU-bound), each test's output still in one piece.
+  (cd "$BUILD_ROOT/$name" && ctest --output-on-failure --no-tests=error -j "$(nproc)") 2>&1 | tee "$log" ||
     status=$?
   summary="$(grep -E 'tests? failed out of [0-9]+' "$log" | tail -n 1 || true)"
   rm -f "$log"
