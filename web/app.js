@@ -1,7 +1,9 @@
 // The Waymark team web app: sign-in, conversations with unread badges, messages with delivery
 // states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js;
-// offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions.
+// offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions,
+// access.js reads the token's claims so the composer says where the user may not post.
 
+import { composerNote, convAccess, expiresAt, namedConvs, tokenClaims } from './access.js';
 import { ConnectionBanner } from './connection-banner.js';
 import { ICONS } from './icons.js';
 import { LifecyclePanel } from './lifecycle-panel.js';
@@ -17,6 +19,7 @@ const HISTORY_PAGE = 50;
 const HISTORY_TIMEOUT_MS = 15_000;
 const NEAR_EDGE_PX = 120;  // this close to the top loads older history; to the bottom, sticks
 const USER_KEY = 'waymark.user';
+const TOKEN_KEY = 'waymark.token';  // a JWT sign-in (absent: a dev sign-in by name)
 const convsKey = (user) => `waymark.convs.${user}`;
 const lastKey = (user) => `waymark.last.${user}`;
 
@@ -45,23 +48,29 @@ function deviceId() {
 }
 
 // The conversation and user name rules are the core's: the SDK's convProblem / userProblem.
-function savedConvs(user, sdk) {
+// A JWT's user sees the default conversations the token covers, then those it names, then the
+// ones joined here; a dev user every default one.
+function savedConvs(user, sdk, claims) {
+  let valid = [];
   try {
     const list = JSON.parse(localStorage.getItem(convsKey(user)) ?? '[]');
-    const valid = Array.isArray(list) ? list.filter((c) => typeof c === 'string' && !sdk.convProblem(c)) : [];
-    return [...new Set([...DEFAULT_CONVS, ...valid])];
+    valid = Array.isArray(list) ? list.filter((c) => typeof c === 'string' && !sdk.convProblem(c)) : [];
   } catch {
-    return [...DEFAULT_CONVS];
+    // a damaged list: start from the defaults
   }
+  const defaults = DEFAULT_CONVS.filter((conv) => convAccess(claims, conv) !== 'none');
+  const named = namedConvs(claims).filter((conv) => !sdk.convProblem(conv));
+  return [...new Set([...defaults, ...named, ...valid])];
 }
 
 // Everything that belongs to one signed-in user; dispose() undoes it on sign-out.
 class Session {
-  constructor(sdk, client, me) {
+  constructor(sdk, client, me, claims) {
     this.sdk = sdk;
     this.client = client;
     this.me = me;
-    this.convs = savedConvs(me, sdk);
+    this.claims = claims;  // what the token says the user may do (access.js); the edge decides
+    this.convs = savedConvs(me, sdk, claims);
     this.active = null;
     this.timelines = new Map();  // conv -> Timeline
     this.lists = new Map();      // conv -> MessageList
@@ -98,6 +107,12 @@ class Session {
     on('message', (msg) => this.notifier.message(msg));
     on('connection', (event) => {
       this.banner.setConnection(event);
+      // The edge refused the token (expired, revoked secret): only a new sign-in helps. The
+      // outbox stays in IndexedDB under the same user and goes out after it.
+      if (event.state === 'offline' && event.needsToken && this.claims && !this.claims.dev) {
+        signOut(`Signed out: ${event.reason ?? 'the server refused the sign-in'}. Sign in again.`);
+        return;
+      }
       if (event.state !== 'online') return;
       this.renderMembers();
       this.refreshUnread();
@@ -168,7 +183,7 @@ class Session {
       field.value = '';
       if (!this.convs.includes(name)) {
         this.convs.push(name);
-        localStorage.setItem(convsKey(this.me), JSON.stringify(this.convs.filter((c) => !DEFAULT_CONVS.includes(c))));
+        localStorage.setItem(convsKey(this.me), JSON.stringify(this.convs.filter((c) => !DEFAULT_CONVS.includes(c) && !namedConvs(this.claims).includes(c))));
         this.subscribe(name);
         this.renderConvList();
       }
@@ -230,6 +245,7 @@ class Session {
       input.value = this.drafts.get(conv) ?? '';
       input.placeholder = `Message #${conv}`;
       $('composer-label').textContent = `Message #${conv}`;
+      this.renderComposer();
       autosize(input);
       this.stickToBottom = true;
       this.renderConvList();
@@ -239,13 +255,29 @@ class Session {
       if (!tl.loadedOnce) this.loadOlder(conv);
     }
     setDrawer(false);
-    if (focus) $('composer-input').focus();
+    if (focus) (this.mayWrite(conv) ? $('composer-input') : $('chat-title')).focus();
+  }
+
+  mayWrite(conv) {
+    return convAccess(this.claims, conv) === 'write';
+  }
+
+  // A conversation the token only reads (or does not name) gets no composer: it says why.
+  renderComposer() {
+    const conv = this.active;
+    const note = composerNote(convAccess(this.claims, conv), conv);
+    const input = $('composer-input');
+    input.disabled = Boolean(note);
+    $('composer').querySelector('button[type="submit"]').disabled = Boolean(note);
+    if (note) input.placeholder = 'Read-only';
+    $('composer-note').textContent = note;
+    $('composer-note').hidden = !note;
   }
 
   sendDraft() {
     const input = $('composer-input');
     const text = input.value;
-    if (!text.trim() || !this.active) return;
+    if (!text.trim() || !this.active || !this.mayWrite(this.active)) return;
     this.typingSender.stop();
     this.client.send(this.active, { text });
     input.value = '';
@@ -466,15 +498,26 @@ function setDrawer(open) {
 
 let session = null;
 
-function showSignIn(name = '', error = '') {
+function showSignIn(name = '', error = '', { tokenError = false } = {}) {
   $('app').hidden = true;
   $('signin').hidden = false;
   document.title = 'Sign in · Waymark';
   const field = $('signin-name');
   field.value = name;
   $('signin-error').textContent = error;
-  field.setAttribute('aria-invalid', error ? 'true' : 'false');
-  field.focus();
+  field.setAttribute('aria-invalid', error && !tokenError ? 'true' : 'false');
+  $('signin-token').setAttribute('aria-invalid', tokenError ? 'true' : 'false');
+  if (tokenError) {
+    $('token-signin').open = true;
+    $('signin-token').focus();
+  } else {
+    field.focus();
+  }
+}
+
+function forgetSignIn() {
+  localStorage.removeItem(USER_KEY);
+  localStorage.removeItem(TOKEN_KEY);
 }
 
 // The SDK, or null after telling the sign-in screen why it could not be loaded.
@@ -482,7 +525,7 @@ async function sdkOrSignIn(name) {
   try {
     return await loadSdk();
   } catch (error) {
-    localStorage.removeItem(USER_KEY);
+    forgetSignIn();
     showSignIn(name, `Could not start: ${error?.message ?? error}`);
     return null;
   }
@@ -494,14 +537,39 @@ async function signInIfValid(name) {
   if (!sdk) return;
   const problem = sdk.userProblem(name);
   if (problem) {
-    localStorage.removeItem(USER_KEY);
+    forgetSignIn();
     showSignIn(name, problem);
     return;
   }
-  signIn(sdk, name);
+  localStorage.removeItem(TOKEN_KEY);
+  signIn(sdk, name, `dev:${name}`);
 }
 
-async function signIn(sdk, name) {
+// A JWT sign-in: the token is checked by the edge; here only that it can be read, names a valid
+// user and has not expired yet, so the sign-in screen can say what is wrong with it.
+async function signInWithToken(token) {
+  const claims = tokenClaims(token);
+  const problem = !claims || claims.dev ? 'This is not an access token (a JWT: three parts separated by dots).'
+    : (expiresAt(claims) ?? Infinity) <= Date.now() ? `This token expired at ${new Date(expiresAt(claims)).toLocaleString()}.`
+      : null;
+  if (problem) {
+    forgetSignIn();
+    showSignIn('', problem, { tokenError: true });
+    return;
+  }
+  const sdk = await sdkOrSignIn('');
+  if (!sdk) return;
+  const userProblem = sdk.userProblem(claims.user);
+  if (userProblem) {
+    forgetSignIn();
+    showSignIn('', `The token's user: ${userProblem}`, { tokenError: true });
+    return;
+  }
+  localStorage.setItem(TOKEN_KEY, token);
+  signIn(sdk, claims.user, token);
+}
+
+async function signIn(sdk, name, token) {
   localStorage.setItem(USER_KEY, name);
   $('signin').hidden = true;
   $('app').hidden = false;
@@ -518,22 +586,24 @@ async function signIn(sdk, name) {
   try {
     // provisional: behind a relaying edge cut off from the root, others' messages show at once,
     // labelled "Not yet confirmed" (message-list.js) until the root's order arrives.
-    client = await sdk.connect({ token: `dev:${name}`, device: deviceId(), provisional: true });
+    client = await sdk.connect({ token, device: deviceId(), provisional: true });
   } catch (error) {
-    localStorage.removeItem(USER_KEY);
+    forgetSignIn();
     showSignIn(name, `Could not start: ${error?.message ?? error}`);
     return;
   }
   if (localStorage.getItem(USER_KEY) !== name) { client.close(); return; }  // signed out meanwhile
-  session = new Session(sdk, client, client.user || name);
+  session = new Session(sdk, client, client.user || name, tokenClaims(token));
   session.start();
 }
 
-function signOut() {
+function signOut(error = '') {
+  const wasToken = localStorage.getItem(TOKEN_KEY) != null;
   session?.dispose();
   session = null;
-  localStorage.removeItem(USER_KEY);
-  showSignIn();
+  forgetSignIn();
+  $('signin-token').value = '';
+  showSignIn('', error, { tokenError: Boolean(error) && wasToken });
 }
 
 function main() {
@@ -545,12 +615,16 @@ function main() {
 
   $('signin-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    signInIfValid($('signin-name').value.trim());
+    const token = $('signin-token').value.trim();
+    if (token) signInWithToken(token);
+    else signInIfValid($('signin-name').value.trim());
   });
-  $('signout').addEventListener('click', signOut);
+  $('signout').addEventListener('click', () => signOut());
 
+  const rememberedToken = localStorage.getItem(TOKEN_KEY);
   const remembered = localStorage.getItem(USER_KEY);
-  if (remembered) signInIfValid(remembered);
+  if (rememberedToken) signInWithToken(rememberedToken);
+  else if (remembered) signInIfValid(remembered);
   else showSignIn();
 }
 

@@ -124,7 +124,8 @@ function describeError(error) {
   if (!error) return 'Not sent.';
   const code = error.code ?? error;
   if (code === 'too_large') return 'Too large to send.';
-  if (code === 'forbidden') return 'Not allowed in this conversation.';
+  // The edge's own sentence says which conversation and why (read-only, or no access at all).
+  if (code === 'forbidden') return error.msg ? `Not sent: the server refused it: ${error.msg}.` : 'Not sent: not allowed in this conversation.';
   if (code === 'rate_limited') return 'Sending too fast, retrying.';
   if (code === 'unavailable') return 'Server busy, retrying.';
   return error.msg || `Not sent (${code}).`;
