@@ -1,11 +1,16 @@
 // The Waymark team web app: sign-in, conversations with unread badges, messages with delivery
 // states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js;
 // offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions,
-// access.js reads the token's claims so the composer says where the user may not post.
+// access.js reads the token's claims so the composer says where the user may not post;
+// incident.js holds the incident workflow's rules and incident-panel.js draws its pinned strip.
 
 import { composerNote, convAccess, expiresAt, namedConvs, tokenClaims } from './access.js';
 import { ConnectionBanner } from './connection-banner.js';
 import { ICONS } from './icons.js';
+import {
+  acknowledgedBy, declarationProblem, declaredBody, exportFileName, incidentConv, incidentState, statusBody, timelineText,
+} from './incident.js';
+import { IncidentPanel } from './incident-panel.js';
 import { LifecyclePanel } from './lifecycle-panel.js';
 import { MentionNotifier } from './mentions.js';
 import { MessageList } from './message-list.js';
@@ -77,6 +82,8 @@ class Session {
     this.unread = new Map();     // conv -> count
     this.markedRead = new Map(); // conv -> highest seq this tab marked read
     this.drafts = new Map();     // conv -> unsent composer text
+    this.readCursors = new Map(); // conv -> Map(user -> highest seq they read), from receipts
+    this.pendingExport = null;   // {conv, id}: a resolution whose timeline downloads once stored
     this.stickToBottom = true;
     this.renderQueued = false;
     this.detailsOpener = null;   // the button that opened the lifecycle panel, to refocus
@@ -93,6 +100,11 @@ class Session {
       onClose: () => this.closeDetails(),
       statePassed: (state, step) => sdk.rowStatePassed(state, step),
     });
+    this.incidentPanel = new IncidentPanel($('incident-panel'), {
+      onStatus: (status, note) => this.postStatus(status, note),
+      onResolve: (note) => this.resolveIncident(note),
+      onExport: () => this.exportTimeline(this.active),
+    });
     this.notifier = new MentionNotifier($('notify-toggle'), me, { onOpen: (conv) => this.open(conv, { focus: true }) });
   }
 
@@ -105,6 +117,14 @@ class Session {
     on('typing', ({ conv, user, on: typing }) => { if (user !== this.me) this.typingBoard.set(conv, user, typing); });
     on('presence', ({ conv }) => { if (conv === this.active) this.renderMembers(); });
     on('message', (msg) => this.notifier.message(msg));
+    on('receipt', ({ conv, user, seq, kind }) => {
+      if (kind !== 'read') return;
+      let cursors = this.readCursors.get(conv);
+      if (!cursors) this.readCursors.set(conv, cursors = new Map());
+      if (seq <= (cursors.get(user) ?? 0)) return;
+      cursors.set(user, seq);
+      if (conv === this.active) this.scheduleRender();
+    });
     on('connection', (event) => {
       this.banner.setConnection(event);
       // The edge refused the token (expired, revoked secret): only a new sign-in helps. The
@@ -181,13 +201,15 @@ class Session {
       field.setAttribute('aria-invalid', problem ? 'true' : 'false');
       if (problem) { field.focus(); return; }
       field.value = '';
-      if (!this.convs.includes(name)) {
-        this.convs.push(name);
-        localStorage.setItem(convsKey(this.me), JSON.stringify(this.convs.filter((c) => !DEFAULT_CONVS.includes(c) && !namedConvs(this.claims).includes(c))));
-        this.subscribe(name);
-        this.renderConvList();
-      }
+      this.addConv(name);
       this.open(name, { focus: true });
+    }, { signal });
+
+    $('declare-open').addEventListener('click', () => this.showDeclare(!!$('declare-form').hidden), { signal });
+    $('declare-cancel').addEventListener('click', () => this.showDeclare(false), { signal });
+    $('declare-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.declareIncident($('declare-name').value, $('declare-severity').value);
     }, { signal });
     $('join-name').addEventListener('input', () => {
       if (!$('join-error').textContent) return;
@@ -202,6 +224,83 @@ class Session {
       if (document.body.classList.contains('drawer-open')) { setDrawer(false); $('nav-toggle').focus(); }
       else if (!$('lifecycle').hidden) this.closeDetails();
     }, { signal });
+  }
+
+  // Lists, subscribes and remembers a conversation joined here (not the defaults or the token's).
+  addConv(name) {
+    if (this.convs.includes(name)) return;
+    this.convs.push(name);
+    localStorage.setItem(convsKey(this.me), JSON.stringify(this.convs.filter((c) => !DEFAULT_CONVS.includes(c) && !namedConvs(this.claims).includes(c))));
+    this.subscribe(name);
+    this.renderConvList();
+  }
+
+  showDeclare(show) {
+    $('declare-form').hidden = !show;
+    $('declare-open').setAttribute('aria-expanded', String(show));
+    $('declare-error').textContent = '';
+    if (show) $('declare-name').focus();
+    else $('declare-open').focus();
+  }
+
+  // An incident gets a conversation of its own; its first message is the declaration.
+  declareIncident(title, severity) {
+    const conv = incidentConv(title, Date.now());
+    const problem = declarationProblem({ title, severity }) ?? this.sdk.convProblem(conv) ??
+      (this.mayWrite(conv) ? null : `Your sign-in may not create #${conv}.`);
+    $('declare-error').textContent = problem ?? '';
+    $('declare-name').setAttribute('aria-invalid', problem ? 'true' : 'false');
+    if (problem) { $('declare-name').focus(); return; }
+    this.addConv(conv);
+    this.client.send(conv, declaredBody({ title, severity, conv }));
+    $('declare-name').value = '';
+    $('declare-form').hidden = true;
+    $('declare-open').setAttribute('aria-expanded', 'false');
+    this.open(conv, { focus: true });
+  }
+
+  postStatus(status, note) {
+    if (!this.active || !this.mayWrite(this.active)) return;
+    this.client.send(this.active, statusBody(status, note));
+    this.stickToBottom = true;
+  }
+
+  // Resolving posts the status; the timeline downloads once that message is stored, so the
+  // file ends with it (offline, that is when the network is back).
+  resolveIncident(note) {
+    const conv = this.active;
+    if (!conv || !this.mayWrite(conv)) return;
+    const id = this.client.send(conv, statusBody('resolved', note));
+    this.pendingExport = { conv, id };
+    this.stickToBottom = true;
+    this.scheduleRender();
+  }
+
+  exportTimeline(conv) {
+    const rows = this.timeline(conv).rows();
+    const state = incidentState(rows);
+    if (!state) return;
+    const blob = new Blob([timelineText(conv, state, rows)], { type: 'text/plain;charset=utf-8' });
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = exportFileName(conv);
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  }
+
+  renderIncident() {
+    const conv = this.active;
+    const rows = this.timeline(conv).rows();
+    const state = incidentState(rows);
+    this.incidentPanel.render({
+      state,
+      acks: acknowledgedBy(state, this.readCursors.get(conv) ?? new Map()),
+      canWrite: this.mayWrite(conv),
+      exporting: this.pendingExport?.conv === conv,
+    });
   }
 
   subscribe(conv) {
@@ -226,6 +325,12 @@ class Session {
   // Every SDK event about a conversation's rows lands here.
   onChange(conv) {
     this.timeline(conv).touch();
+    const pending = this.pendingExport;
+    const resolution = pending?.conv === conv ? this.timeline(conv).get(pending.id) : null;
+    if (resolution?.seq != null || resolution?.state === 'failed') {
+      this.pendingExport = null;  // a refused resolution shows on its row; nothing to export
+      if (resolution.seq != null) this.exportTimeline(conv);
+    }
     if (conv !== this.active) return;
     this.scheduleRender();
   }
@@ -345,6 +450,7 @@ class Session {
     if (keepBottomOffset != null) scroller.scrollTop = scroller.scrollHeight - keepBottomOffset;
     else if (this.stickToBottom) scroller.scrollTop = scroller.scrollHeight;
     this.panel.refresh();
+    this.renderIncident();
     this.renderMembers();
     this.maybeMarkRead();
   }

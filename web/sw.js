@@ -9,7 +9,7 @@
 
 // Bump on every deployment that changes web/ or the SDK (any change of this file's bytes is a
 // new version for the browser; the name of the cache follows VERSION).
-const VERSION = '2026-12-03.1';
+const VERSION = '2026-12-03.2';
 const CACHE_PREFIX = 'waymark-shell-';
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 
@@ -22,6 +22,8 @@ const SHELL = [
   '/app.js',
   '/connection-banner.js',
   '/icons.js',
+  '/incident-panel.js',
+  '/incident.js',
   '/lifecycle-panel.js',
   '/mentions.js',
   '/message-list.js',
