@@ -2,10 +2,13 @@
 // states, typing, presence, the connection banner and the lifecycle panel, over /sdk/waymark.js;
 // offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions,
 // access.js reads the token's claims so the composer says where the user may not post;
-// incident.js holds the incident workflow's rules and incident-panel.js draws its pinned strip.
+// incident.js holds the incident workflow's rules and incident-panel.js draws its pinned strip;
+// handoff.js and handoff-panel.js do the same for shift handoffs.
 
 import { composerNote, convAccess, expiresAt, namedConvs, tokenClaims } from './access.js';
 import { ConnectionBanner } from './connection-banner.js';
+import { ackBody, awaitsAckFrom, handoffBody, handoffProblem, isHandoffConv, latestHandoff, listLines } from './handoff.js';
+import { HandoffPanel } from './handoff-panel.js';
 import { ICONS } from './icons.js';
 import {
   acknowledgedBy, declarationProblem, declaredBody, exportFileName, incidentConv, incidentState, statusBody, timelineText,
@@ -83,6 +86,7 @@ class Session {
     this.markedRead = new Map(); // conv -> highest seq this tab marked read
     this.drafts = new Map();     // conv -> unsent composer text
     this.readCursors = new Map(); // conv -> Map(user -> highest seq they read), from receipts
+    this.readLog = new Map();     // conv -> [{user, seq, at}]: each rise of a read cursor, when heard
     this.pendingExport = null;   // {conv, id}: a resolution whose timeline downloads once stored
     this.stickToBottom = true;
     this.renderQueued = false;
@@ -105,6 +109,10 @@ class Session {
       onResolve: (note) => this.resolveIncident(note),
       onExport: () => this.exportTimeline(this.active),
     });
+    this.handoffPanel = new HandoffPanel($('handoff-panel'), {
+      onPost: (fields) => this.postHandoff(fields),
+      onAck: (id) => { if (this.mayWrite(this.active)) this.client.send(this.active, ackBody(id)); },
+    });
     this.notifier = new MentionNotifier($('notify-toggle'), me, { onOpen: (conv) => this.open(conv, { focus: true }) });
   }
 
@@ -123,6 +131,8 @@ class Session {
       if (!cursors) this.readCursors.set(conv, cursors = new Map());
       if (seq <= (cursors.get(user) ?? 0)) return;
       cursors.set(user, seq);
+      if (!this.readLog.has(conv)) this.readLog.set(conv, []);
+      this.readLog.get(conv).push({ user, seq, at: Date.now() });
       if (conv === this.active) this.scheduleRender();
     });
     on('connection', (event) => {
@@ -291,6 +301,24 @@ class Session {
     setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
   }
 
+  // A problem to show in the form, or null once posted.
+  postHandoff({ openItems, risks, owner }) {
+    const note = { openItems: listLines(openItems), risks: listLines(risks), owner: owner.trim() };
+    const problem = handoffProblem(note, this.me) ?? this.sdk.userProblem(note.owner) ??
+      (this.mayWrite(this.active) ? null : composerNote(convAccess(this.claims, this.active), this.active));
+    if (problem) return problem;
+    this.client.send(this.active, handoffBody(note));
+    this.stickToBottom = true;
+    return null;
+  }
+
+  renderHandoff() {
+    const conv = this.active;
+    const shown = isHandoffConv(conv);
+    const handoff = shown ? latestHandoff(this.timeline(conv).rows(), this.readLog.get(conv)) : null;
+    this.handoffPanel.render({ shown, handoff, canWrite: this.mayWrite(conv), awaitingMe: awaitsAckFrom(handoff, this.me) });
+  }
+
   renderIncident() {
     const conv = this.active;
     const rows = this.timeline(conv).rows();
@@ -451,6 +479,7 @@ class Session {
     else if (this.stickToBottom) scroller.scrollTop = scroller.scrollHeight;
     this.panel.refresh();
     this.renderIncident();
+    this.renderHandoff();
     this.renderMembers();
     this.maybeMarkRead();
   }

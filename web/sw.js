@@ -9,7 +9,7 @@
 
 // Bump on every deployment that changes web/ or the SDK (any change of this file's bytes is a
 // new version for the browser; the name of the cache follows VERSION).
-const VERSION = '2026-12-03.2';
+const VERSION = '2026-12-03.3';
 const CACHE_PREFIX = 'waymark-shell-';
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 
@@ -21,6 +21,8 @@ const SHELL = [
   '/app.css',
   '/app.js',
   '/connection-banner.js',
+  '/handoff-panel.js',
+  '/handoff.js',
   '/icons.js',
   '/incident-panel.js',
   '/incident.js',
