@@ -28,7 +28,7 @@ export function tokenClaims(token) {
 
 // 'write' (convs names it), 'read' (only read names it) or 'none'.
 export function convAccess(claims, conv) {
-  if (!claims) return 'none';
+  if (!claims || typeof conv !== 'string') return 'none';
   if (claims.dev) return 'write';
   if (claims.convs.some((grant) => grantCovers(grant, conv))) return 'write';
   if (claims.read.some((grant) => grantCovers(grant, conv))) return 'read';

@@ -3,8 +3,10 @@
 // offline.js keeps it loadable without a network (sw.js), mentions.js notifies of @mentions,
 // access.js reads the token's claims so the composer says where the user may not post;
 // incident.js holds the incident workflow's rules and incident-panel.js draws its pinned strip;
-// handoff.js and handoff-panel.js do the same for shift handoffs.
+// handoff.js and handoff-panel.js do the same for shift handoffs; announcements.js counts
+// who read each announcement of a broadcast channel.
 
+import { isAnnouncementConv, readCount, readCountText } from './announcements.js';
 import { composerNote, convAccess, expiresAt, namedConvs, tokenClaims } from './access.js';
 import { ConnectionBanner } from './connection-banner.js';
 import { ackBody, awaitsAckFrom, handoffBody, handoffProblem, isHandoffConv, latestHandoff, listLines } from './handoff.js';
@@ -133,6 +135,7 @@ class Session {
       cursors.set(user, seq);
       if (!this.readLog.has(conv)) this.readLog.set(conv, []);
       this.readLog.get(conv).push({ user, seq, at: Date.now() });
+      if (isAnnouncementConv(conv)) this.timeline(conv).touch();  // the lines' read counts change
       if (conv === this.active) this.scheduleRender();
     });
     on('connection', (event) => {
@@ -171,7 +174,9 @@ class Session {
     for (const conv of this.convs) this.subscribe(conv);
     this.renderConvList();
     const last = localStorage.getItem(lastKey(this.me));
-    this.open(this.convs.includes(last) ? last : this.convs[0], { focus: false });
+    const first = this.convs.includes(last) ? last : this.convs[0];
+    if (first) this.open(first, { focus: false });
+    else this.renderComposer();  // a token that names no conversation: join one by name
   }
 
   wireDom(signal) {
@@ -275,8 +280,8 @@ class Session {
     this.stickToBottom = true;
   }
 
-  // Resolving posts the status; the timeline downloads once that message is stored, so the
-  // file ends with it (offline, that is when the network is back).
+  // Resolving posts the status; the timeline downloads once that message is stored and back
+  // with the edge's time, so the file ends with it (offline, that is when the network is back).
   resolveIncident(note) {
     const conv = this.active;
     if (!conv || !this.mayWrite(conv)) return;
@@ -345,6 +350,9 @@ class Session {
       this.lists.set(conv, new MessageList(tl, {
         onDetails: (id, button) => this.openDetails(conv, id, button),
         onRetry: (id) => this.client.retry(conv, id),
+        // The poster of an announcement sees how many have read it.
+        annotate: (row) => (isAnnouncementConv(conv) && row.own && row.seq != null
+          ? readCountText(readCount(row.seq, this.readCursors.get(conv), this.me)) : ''),
       }));
     }
     return tl;
@@ -354,10 +362,12 @@ class Session {
   onChange(conv) {
     this.timeline(conv).touch();
     const pending = this.pendingExport;
+    // The message itself (with the edge's time, ts) follows its ack (seq): the file waits for
+    // it, so every line has the edge's time and every user exports the same file.
     const resolution = pending?.conv === conv ? this.timeline(conv).get(pending.id) : null;
-    if (resolution?.seq != null || resolution?.state === 'failed') {
+    if (resolution?.ts != null || resolution?.state === 'failed') {
       this.pendingExport = null;  // a refused resolution shows on its row; nothing to export
-      if (resolution.seq != null) this.exportTimeline(conv);
+      if (resolution.ts != null) this.exportTimeline(conv);
     }
     if (conv !== this.active) return;
     this.scheduleRender();
@@ -398,7 +408,7 @@ class Session {
   // A conversation the token only reads (or does not name) gets no composer: it says why.
   renderComposer() {
     const conv = this.active;
-    const note = composerNote(convAccess(this.claims, conv), conv);
+    const note = conv ? composerNote(convAccess(this.claims, conv), conv) : 'Join a conversation to read or post.';
     const input = $('composer-input');
     input.disabled = Boolean(note);
     $('composer').querySelector('button[type="submit"]').disabled = Boolean(note);

@@ -10,8 +10,10 @@ const GROUP_MS = 5 * 60 * 1000;  // consecutive lines from one sender within thi
 const PROVISIONAL_TITLE = 'Provisional: not yet confirmed by the root, its place may still change';
 
 export class MessageList {
-  constructor(timeline, { onDetails, onRetry }) {
+  // annotate(row): an extra note for a line's foot (an announcement's read count), or ''.
+  constructor(timeline, { onDetails, onRetry, annotate = () => '' }) {
     this.timeline = timeline;
+    this.annotate = annotate;
     this.onDetails = onDetails;
     this.onRetry = onRetry;
     this.elements = new Map();  // id -> <li>
@@ -54,10 +56,12 @@ export class MessageList {
         line = this.createLine(it.id);
         this.elements.set(it.id, line);
       }
-      const key = `${JSON.stringify(it)}|${continued}`;
+      const note = this.annotate(it);
+      const key = `${JSON.stringify(it)}|${continued}|${note}`;
       if (line.dataset.key !== key) {
         line.dataset.key = key;
         this.updateLine(line, it, it.state, time, continued, now);
+        line.querySelector('.msg-note').textContent = note;
       }
       if (line === cursor) cursor = cursor.nextElementSibling;
       else this.list.insertBefore(line, cursor);
@@ -73,6 +77,7 @@ export class MessageList {
       <p class="msg-text"></p>
       <div class="msg-foot">
         <span class="msg-prov" hidden title="${PROVISIONAL_TITLE}"><span aria-hidden="true">Not yet confirmed</span><span class="visually-hidden">${PROVISIONAL_TITLE}.</span></span>
+        <span class="msg-note"></span>
         <span class="msg-error"></span>
         <button type="button" class="msg-retry" data-action="retry" hidden>Retry</button>
         <button type="button" class="msg-meta" data-action="details">

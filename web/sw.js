@@ -9,7 +9,7 @@
 
 // Bump on every deployment that changes web/ or the SDK (any change of this file's bytes is a
 // new version for the browser; the name of the cache follows VERSION).
-const VERSION = '2026-12-03.3';
+const VERSION = '2026-12-03.4';
 const CACHE_PREFIX = 'waymark-shell-';
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 
@@ -18,6 +18,7 @@ const INDEX = '/index.html';
 const SHELL = [
   INDEX,
   '/access.js',
+  '/announcements.js',
   '/app.css',
   '/app.js',
   '/connection-banner.js',

@@ -167,3 +167,41 @@ test('a read-only channel: the reader sees the announcement, cannot post, and th
     await poster.context.close();
     await reader.context.close();
   });
+
+test('announcements: the poster sees how many have read each one', { timeout: 60_000 }, async () => {
+  const channel = 'announce-eng';
+  const poster = await newUser();
+  await signInWithToken(poster.page, mint({ sub: 'paula', convs: ['announce-*'] }));
+  await join(poster.page, channel);
+  const texts = ['Freeze starts Thursday', 'New on-call rota is out'];
+  for (const text of texts) {
+    await poster.page.locator('#composer-input').fill(text);
+    await poster.page.locator('#composer-input').press('Enter');
+  }
+  const note = (text) => line(poster.page, text).locator('.msg-note');
+  for (const text of texts) await note(text).filter({ hasText: /^Not read yet$/ }).waitFor();
+
+  const readers = [];
+  for (const [index, sub] of ['ria', 'sam'].entries()) {
+    const reader = await newUser();
+    readers.push(reader);
+    await signInWithToken(reader.page, mint({ sub, convs: [], read: ['announce-*'] }));
+    await join(reader.page, channel);
+    await line(reader.page, texts[1]).waitFor();
+    assert.equal(await reader.page.locator('#composer-input').isDisabled(), true);
+    assert.equal(await line(reader.page, texts[1]).locator('.msg-note').textContent(), '', 'readers see no counts');
+    const expected = index === 0 ? 'Read by 1 person' : 'Read by 2 people';
+    for (const text of texts) await note(text).filter({ hasText: new RegExp(`^${expected}$`) }).waitFor();
+  }
+
+  // A new one starts unread... and both readers, looking at the channel, read it.
+  await poster.page.locator('#composer-input').fill('Retro at 15:00');
+  await poster.page.locator('#composer-input').press('Enter');
+  await note('Retro at 15:00').filter({ hasText: /^Read by 2 people$/ }).waitFor();
+  assert.equal(await note(texts[0]).textContent(), 'Read by 2 people');
+  // Each of the poster's three lines carries its count, and nothing else on the page does.
+  assert.equal(await poster.page.locator('li.msg .msg-note:not(:empty)').count(), 3);
+
+  assert.deepEqual([...poster.page.problems, ...readers.flatMap((r) => r.page.problems)], []);
+  for (const user of [poster, ...readers]) await user.context.close();
+});

@@ -39,6 +39,7 @@ test('convAccess: convs writes, read only reads, a prefix ending in * covers, "*
   assert.equal(convAccess(tokenClaims(jwt({ sub: 'a', convs: [] })), 'ops'), 'none');
   assert.equal(convAccess(tokenClaims('dev:a'), 'ops'), 'write');
   assert.equal(convAccess(null, 'ops'), 'none');
+  assert.equal(convAccess(claims, undefined), 'none', 'no conversation open');
   assert.equal(grantCovers('*', ''), true);
 });
 
