@@ -5,6 +5,8 @@ import { ICONS, STATE_LABELS } from './icons.js';
 import { bodyText, formatClock } from './names.js';
 import { shownTime } from './timeline.js';
 
+const LONG_TEXT_CHARS = 1500;    // a text this long may scroll inside its bubble...
+const LONG_TEXT_LINES = 15;       // ...and so may one of more lines than this
 const GROUP_MS = 5 * 60 * 1000;  // consecutive lines from one sender within this share a header
 // A provisional row (row.provisional: stored by a relaying edge, no seq from the root yet).
 const PROVISIONAL_TITLE = 'Provisional: not yet confirmed by the root, its place may still change';
@@ -19,6 +21,7 @@ export class MessageList {
     this.elements = new Map();  // id -> <li>
     this.renderedVersion = -1;
     this.selectedId = null;
+    this.retried = new Set();   // ids retried here: a retry that fails again says so
     this.list = document.createElement('ol');
     this.list.className = 'msg-list';
     this.list.setAttribute('aria-label', `Messages in ${timeline.conv}`);
@@ -28,7 +31,14 @@ export class MessageList {
       const line = button?.closest('li.msg');
       if (!line) return;
       if (button.dataset.action === 'details') this.onDetails(line.dataset.id, button);
-      else if (button.dataset.action === 'retry') this.onRetry(line.dataset.id);
+      else if (button.dataset.action === 'retry') {
+        this.retried.add(line.dataset.id);
+        this.onRetry(line.dataset.id);
+        // A row the SDK would not put back (too large) stays failed without an event: redraw
+        // now, so the line says it was tried again instead of looking like nothing happened.
+        this.renderedVersion = -1;
+        this.render();
+      }
     });
   }
 
@@ -57,7 +67,7 @@ export class MessageList {
         this.elements.set(it.id, line);
       }
       const note = this.annotate(it);
-      const key = `${JSON.stringify(it)}|${continued}|${note}`;
+      const key = `${JSON.stringify(it)}|${continued}|${note}|${this.retried.has(it.id)}`;
       if (line.dataset.key !== key) {
         line.dataset.key = key;
         this.updateLine(line, it, it.state, time, continued, now);
@@ -96,7 +106,11 @@ export class MessageList {
     line.querySelector('.msg-prov').hidden = !it.provisional;
     line.classList.toggle('continued', continued);
     line.querySelector('.msg-from').textContent = it.from ?? '';
-    line.querySelector('.msg-text').textContent = bodyText(it.body);
+    const textEl = line.querySelector('.msg-text');
+    textEl.textContent = bodyText(it.body);
+    // A long text scrolls inside its bubble (app.css): a tab stop lets the keyboard scroll it.
+    if (isLong(textEl.textContent)) textEl.tabIndex = 0;
+    else textEl.removeAttribute('tabindex');
 
     const clock = time != null ? formatClock(time, now) : '';
     const timeEl = line.querySelector('.msg-time');
@@ -121,8 +135,14 @@ export class MessageList {
     const failed = state === 'failed';
     line.querySelector('.msg-retry').hidden = !failed;
     const errorEl = line.querySelector('.msg-error');
-    errorEl.textContent = failed || (state === 'queued' && it.error) ? describeError(it.error) : '';
+    const again = failed && this.retried.has(it.id) ? 'Tried again: ' : '';
+    errorEl.textContent = failed || (state === 'queued' && it.error) ? `${again}${describeError(it.error)}` : '';
   }
+}
+
+// Longer than the bubble's 24em could show, or about so (a tab stop too many does no harm).
+function isLong(text) {
+  return text.length > LONG_TEXT_CHARS || text.split('\n').length > LONG_TEXT_LINES;
 }
 
 function describeError(error) {

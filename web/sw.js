@@ -9,7 +9,7 @@
 
 // Bump on every deployment that changes web/ or the SDK (any change of this file's bytes is a
 // new version for the browser; the name of the cache follows VERSION).
-const VERSION = '2026-12-03.4';
+const VERSION = '2026-12-03.5';
 const CACHE_PREFIX = 'waymark-shell-';
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 

@@ -1,0 +1,164 @@
+// Accessibility of the web app in Chromium: axe-core finds no serious or critical violation on
+// any screen (sign-in, a conversation, the lifecycle panel, the incident and handoff strips and
+// their forms, the offline banner, the phone-width drawer), and the app works from the keyboard
+// alone: sign in, switch conversations, send, retry a failed message.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const WAIT_MS = 15_000;
+
+let edge;
+let browser;
+let data;
+
+before(async () => {
+  assert.ok(existsSync(EDGE), `no edge binary at ${EDGE}: build it or set WAYMARK_EDGE`);
+  assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
+  data = tempDir('a11y-data');
+  edge = await new Edge({ data, web: WEB_DIR }).start();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT_MS });
+});
+
+after(async () => {
+  await browser?.close();
+  await edge?.stop();
+  if (data) rmSync(data, { recursive: true, force: true });
+});
+
+async function newPage({ width = 1280, height = 800 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  context.setDefaultTimeout(WAIT_MS);
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (error) => page.problems.push(`pageerror: ${error.message}`));
+  return { context, page };
+}
+
+// axe-core's serious and critical violations on the page as it is now, as readable lines.
+async function seriousViolations(page) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ['violations'] })).violations);
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+async function assertAccessible(page, screen) {
+  assert.deepEqual(await seriousViolations(page), [], `axe on ${screen}`);
+}
+
+// Presses Tab until `selector` has the focus (at most `max` times); fails if it never does.
+async function tabTo(page, selector, max = 40) {
+  for (let i = 0; i < max; i += 1) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+    await page.keyboard.press('Tab');
+  }
+  assert.fail(`Tab never reached ${selector}`);
+}
+
+test('keyboard only: sign in, switch conversations, send, retry; no serious axe violation on the way',
+  { timeout: 60_000 }, async () => {
+    const { context, page } = await newPage();
+    await page.goto(`${edge.url}/`);
+    await page.locator('#signin').waitFor();
+    await assertAccessible(page, 'the sign-in screen');
+    // The name field has the focus on arrival; a bad name is explained, in the alert.
+    await page.keyboard.type('no spaces allowed');
+    await page.keyboard.press('Enter');
+    await page.locator('#signin-error', { hasText: /\S/ }).waitFor();
+    await page.locator('#token-signin summary').focus();
+    await page.keyboard.press('Enter');  // the token sign-in opens from the keyboard too
+    assert.equal(await page.locator('#token-signin').evaluate((el) => el.open), true);
+    await assertAccessible(page, 'the sign-in screen with an error and the token field');
+    await page.locator('#signin-name').focus();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type('kim');
+    await page.keyboard.press('Enter');
+    await page.locator('#conn-chip[data-state="online"]').waitFor();
+    await page.locator('#chat-title', { hasText: '#incidents' }).waitFor();
+    await assertAccessible(page, 'an empty conversation');
+
+    // Switch to #ops with Tab and Enter; the message box has the focus after it.
+    await tabTo(page, '#conv-list button[data-conv="ops"]');
+    await page.keyboard.press('Enter');
+    await page.locator('#chat-title', { hasText: '#ops' }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'composer-input');
+    await page.keyboard.type('sent from the keyboard');
+    await page.keyboard.press('Enter');
+    await page.locator('li.msg.own[data-state="sequenced"] .msg-text', { hasText: 'sent from the keyboard' }).waitFor();
+    await assertAccessible(page, 'a conversation with a message');
+
+    // A message too large fails; Tab reaches its Retry button and Enter retries it.
+    await page.locator('#composer-input').fill('x'.repeat(70_000));
+    await page.keyboard.press('Enter');
+    const failed = page.locator('li.msg.own[data-state="failed"]');
+    await failed.waitFor();
+    await assertAccessible(page, 'a failed message');
+    assert.equal(await failed.locator('.msg-error').textContent(), 'Too large to send.');
+    await page.locator('#chat-title').focus();
+    await tabTo(page, 'li.msg.own[data-state="failed"] .msg-retry');
+    await page.keyboard.press('Enter');
+    // Retried, it fails again (it cannot shrink), and the line says it was tried again.
+    await failed.locator('.msg-error', { hasText: /^Tried again: Too large to send\.$/ }).waitFor();
+
+    // The lifecycle panel from the keyboard, and Escape back to the line's button.
+    await page.locator('li.msg.own[data-state="sequenced"] .msg-meta').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#lifecycle').waitFor();
+    await assertAccessible(page, 'the lifecycle panel');
+    await page.keyboard.press('Escape');
+    await page.locator('#lifecycle').waitFor({ state: 'hidden' });
+    assert.equal(await page.evaluate(() => document.activeElement?.classList.contains('msg-meta')), true);
+    assert.deepEqual(page.problems, []);
+    await context.close();
+  });
+
+test('no serious axe violation on the incident and handoff screens, offline, and at phone width',
+  { timeout: 60_000 }, async () => {
+    const { context, page } = await newPage();
+    await page.goto(`${edge.url}/`);
+    await page.locator('#signin-name').fill('lee');
+    await page.locator('#signin-name').press('Enter');
+    await page.locator('#conn-chip[data-state="online"]').waitFor();
+
+    await page.getByRole('button', { name: 'Declare an incident' }).click();
+    await assertAccessible(page, 'the declare form');
+    await page.locator('#declare-name').fill('Queue backlog');
+    await page.locator('#declare-name').press('Enter');
+    await page.locator('#incident-panel .inc-title', { hasText: 'Queue backlog' }).waitFor();
+    await page.locator('#incident-panel .inc-note-field').fill('consumers scaled up');
+    await page.locator('#incident-panel .inc-note-field').press('Enter');
+    await page.locator('#incident-panel .inc-update').waitFor();
+    await assertAccessible(page, 'an incident');
+
+    await page.locator('#conv-list button[data-conv="handoff"]').click();
+    await page.getByRole('button', { name: 'Write a handoff note' }).click();
+    await assertAccessible(page, 'the handoff form');
+    await page.getByLabel('Open items, one per line').fill('drain the backlog');
+    await page.getByLabel('Incoming owner').fill('max');
+    await page.getByRole('button', { name: 'Post handoff' }).click();
+    await page.locator('#handoff-panel .ho-card').waitFor();
+    await assertAccessible(page, 'a handoff note');
+
+    await context.setOffline(true);
+    await page.locator('#conn-chip[data-state="offline"]').waitFor();
+    await assertAccessible(page, 'the offline banner');
+    await context.setOffline(false);
+    await page.locator('#conn-chip[data-state="online"]').waitFor();
+
+    await page.setViewportSize({ width: 390, height: 780 });
+    await assertAccessible(page, 'phone width');
+    await page.locator('#nav-toggle').click();
+    await page.locator('body.drawer-open').waitFor();
+    await assertAccessible(page, 'the drawer at phone width');
+    assert.deepEqual(page.problems, []);
+    await context.close();
+  });
