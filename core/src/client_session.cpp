@@ -122,7 +122,13 @@ std::vector<std::string> ClientSession::present(const std::string& conv) const {
   return {it->second.present.begin(), it->second.present.end()};
 }
 
-void ClientSession::emit(ClientEvent event) { events_.push_back(std::move(event)); }
+void ClientSession::emit(ClientEvent event) {
+  // A relay link's rows are other users' sends, which their own sessions track; its host needs
+  // only the failed ones (the relay's dead letters), not three events per relayed message.
+  if (config_.relay)
+    if (const auto* row = std::get_if<RowEvent>(&event); row && row->state != RowState::failed) return;
+  events_.push_back(std::move(event));
+}
 
 void ClientSession::emit_row(const std::string& conv, const std::string& id, RowState state,
                              std::optional<Seq> seq, bool own, TimeMs now) {
@@ -949,15 +955,17 @@ bool ClientSession::requeue(const std::string& conv, const std::string& id, Json
   entry.cts = cts;
   entry.trace = std::move(trace);
   entry.as = std::move(as);
-  RowEvent row;
-  row.conv = conv;
-  row.id = id;
-  row.state = RowState::queued;
-  row.own = true;
-  row.body = entry.body;
-  row.trace = entry.trace;
-  row.at = now;
-  emit(std::move(row));
+  if (!config_.relay) {  // a relay link tells its host no queued rows (emit)
+    RowEvent row;
+    row.conv = conv;
+    row.id = id;
+    row.state = RowState::queued;
+    row.own = true;
+    row.body = entry.body;
+    row.trace = entry.trace;
+    row.at = now;
+    emit(std::move(row));
+  }
   outbox_keys_.emplace(conv, id);
   outbox_.push_back(std::move(entry));
   mark_state_changed();

@@ -770,10 +770,8 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs no
                      }
                      staged_added(pending.tenant, pending.conv, pending.id, now);
                      fan_out_provisional({pending.tenant, pending.conv}, append.frame);
-                     auto parsed = parse_frame(*append.frame, Direction::from_edge);
-                     if (parsed.ok())
-                       if (Msg* msg = std::get_if<Msg>(&parsed.value()))
-                         upstream_.push_back(UpstreamSend{pending.tenant, std::move(*msg)});
+                     if (append.staged)
+                       upstream_.push_back(UpstreamSend{pending.tenant, *append.staged});
                    },
                    [&](const ReplicateOutcome& replicated) {
                      if (replicated.was_staged)
@@ -782,10 +780,7 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs no
                      note_heads({pending.tenant, pending.conv}, 0, pending.seq);
                      if (!replicated.stored || !replicated.frame) return;
                      ++counters_.replicated_messages;
-                     auto parsed = parse_frame(*replicated.frame, Direction::from_edge);
-                     const Msg* msg = parsed.ok() ? std::get_if<Msg>(&parsed.value()) : nullptr;
-                     if (msg && msg->seq)
-                       fan_out_msg(pending.tenant, pending.conv, *msg->seq, replicated.frame);
+                     fan_out_msg(pending.tenant, pending.conv, pending.seq, replicated.frame);
                    },
                    [&](const DeadLetterOutcome& dead) {
                      if (!dead.found) return;

@@ -64,6 +64,7 @@ Result<AppendOutcome> apply_append(LogTxn& txn, const AppendRequest& request) {
     outcome.ts = msg.ts;
     outcome.trace = msg.trace;
     outcome.frame = std::move(frame);
+    outcome.staged = std::move(provisional);
     return outcome;
   }
 

@@ -60,7 +60,8 @@ struct ClientConfig {
 
   // Set: this session is a relaying edge's upstream link (upstream_op.h's relay_link_config):
   // hello.relay names the node and tenant; sends, receipts and typing carry "as"; the session
-  // keeps no rows, unread counts or receipts of its own.
+  // keeps no rows, unread counts or receipts of its own, and of its sends reports only the
+  // failed rows (RowEvent, state failed: the relay's dead letters).
   std::optional<RelayHello> relay;
   // A relay link's receipts waiting for the root's echo, at most this many.
   std::size_t max_relayed_receipts = 100000;

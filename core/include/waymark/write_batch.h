@@ -63,6 +63,7 @@ struct AppendOutcome {
   std::optional<std::string> trace;
   bool dup = false;
   std::shared_ptr<const std::string> frame;  // the stored msg frame; null for a dup
+  std::optional<Msg> staged;  // a new stage: the msg as staged, for the relay's upstream link
 };
 
 struct ReceiptOutcome {
