@@ -8,13 +8,15 @@ import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
+import { EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
+import {
+  declareIncident, goOffline, goOnline, launchBrowser, newUser, openConv, openDeclareForm, openDrawer,
+  openHandoffForm, openSignIn, postHandoff, postIncidentUpdate, signIn,
+} from './app_screens.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const WAIT_MS = 15_000;
 
 let edge;
 let browser;
@@ -25,7 +27,7 @@ before(async () => {
   assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
   data = tempDir('a11y-data');
   edge = await new Edge({ data, web: WEB_DIR }).start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT_MS });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -33,15 +35,6 @@ after(async () => {
   await edge?.stop();
   if (data) rmSync(data, { recursive: true, force: true });
 });
-
-async function newPage({ width = 1280, height = 800 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height } });
-  context.setDefaultTimeout(WAIT_MS);
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('pageerror', (error) => page.problems.push(`pageerror: ${error.message}`));
-  return { context, page };
-}
 
 // axe-core's serious and critical violations on the page as it is now, as readable lines.
 async function seriousViolations(page) {
@@ -66,7 +59,7 @@ async function tabTo(page, selector, max = 40) {
 
 test('keyboard only: sign in, switch conversations, send, retry; no serious axe violation on the way',
   { timeout: 60_000 }, async () => {
-    const { context, page } = await newPage();
+    const { context, page } = await newUser(browser);
     await page.goto(`${edge.url}/`);
     await page.locator('#signin').waitFor();
     await assertAccessible(page, 'the sign-in screen');
@@ -123,41 +116,29 @@ test('keyboard only: sign in, switch conversations, send, retry; no serious axe 
 
 test('no serious axe violation on the incident and handoff screens, offline, and at phone width',
   { timeout: 60_000 }, async () => {
-    const { context, page } = await newPage();
-    await page.goto(`${edge.url}/`);
-    await page.locator('#signin-name').fill('lee');
-    await page.locator('#signin-name').press('Enter');
-    await page.locator('#conn-chip[data-state="online"]').waitFor();
+    const { context, page } = await newUser(browser);
+    await openSignIn(page, edge);
+    await signIn(page, 'lee');
 
-    await page.getByRole('button', { name: 'Declare an incident' }).click();
+    await openDeclareForm(page);
     await assertAccessible(page, 'the declare form');
-    await page.locator('#declare-name').fill('Queue backlog');
-    await page.locator('#declare-name').press('Enter');
-    await page.locator('#incident-panel .inc-title', { hasText: 'Queue backlog' }).waitFor();
-    await page.locator('#incident-panel .inc-note-field').fill('consumers scaled up');
-    await page.locator('#incident-panel .inc-note-field').press('Enter');
-    await page.locator('#incident-panel .inc-update').waitFor();
+    await declareIncident(page, 'Queue backlog');
+    await postIncidentUpdate(page, 'consumers scaled up');
     await assertAccessible(page, 'an incident');
 
-    await page.locator('#conv-list button[data-conv="handoff"]').click();
-    await page.getByRole('button', { name: 'Write a handoff note' }).click();
+    await openConv(page, 'handoff');
+    await openHandoffForm(page);
     await assertAccessible(page, 'the handoff form');
-    await page.getByLabel('Open items, one per line').fill('drain the backlog');
-    await page.getByLabel('Incoming owner').fill('max');
-    await page.getByRole('button', { name: 'Post handoff' }).click();
-    await page.locator('#handoff-panel .ho-card').waitFor();
+    await postHandoff(page, { items: ['drain the backlog'], owner: 'max' });
     await assertAccessible(page, 'a handoff note');
 
-    await context.setOffline(true);
-    await page.locator('#conn-chip[data-state="offline"]').waitFor();
+    await goOffline(context, page);
     await assertAccessible(page, 'the offline banner');
-    await context.setOffline(false);
-    await page.locator('#conn-chip[data-state="online"]').waitFor();
+    await goOnline(context, page);
 
     await page.setViewportSize({ width: 390, height: 780 });
     await assertAccessible(page, 'phone width');
-    await page.locator('#nav-toggle').click();
-    await page.locator('body.drawer-open').waitFor();
+    await openDrawer(page);
     await assertAccessible(page, 'the drawer at phone width');
     assert.deepEqual(page.problems, []);
     await context.close();
