@@ -1,6 +1,7 @@
 // The steps that walk the web app through its screens, shared by the browser tests that visit
 // them all: app_a11y.test.mjs (axe on each) and app_screens.test.mjs (a screenshot of each).
 // Each step waits until the app shows its outcome, so the caller can look at the screen next.
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS } from './sdk_harness.mjs';
 
@@ -112,4 +113,21 @@ export async function goOnline(context, page) {
 export async function openDrawer(page) {
   await page.locator('#nav-toggle').click();
   await page.locator('body.drawer-open').waitFor();
+}
+
+// An HS256 JWT signed with `secret` (docs/security.md, "Claims"); an hour's `exp` unless given.
+export function mintToken(secret, claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const payload = { tnt: 'acme', exp: Math.floor(Date.now() / 1000) + 3600, ...claims };
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(payload)}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+// Signs in on the sign-in screen with an access token (the edge runs in JWT mode).
+export async function signInWithToken(page, token) {
+  const details = page.locator('#token-signin');
+  if (!(await details.evaluate((el) => el.open))) await details.locator('summary').click();
+  await page.locator('#signin-token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#conn-chip[data-state="online"]').waitFor();
 }
