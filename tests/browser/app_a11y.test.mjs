@@ -2,39 +2,16 @@
 // any screen (sign-in, a conversation, the lifecycle panel, the incident and handoff strips and
 // their forms, the offline banner, the phone-width drawer), and the app works from the keyboard
 // alone: sign in, switch conversations, send, retry a failed message.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
 import {
-  declareIncident, goOffline, goOnline, launchBrowser, newUser, openConv, openDeclareForm, openDrawer,
+  appSuite, declareIncident, goOffline, goOnline, newUser, openConv, openDeclareForm, openDrawer,
   openHandoffForm, openSignIn, postHandoff, postIncidentUpdate, signIn,
 } from './app_screens.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-
-let edge;
-let browser;
-let data;
-
-before(async () => {
-  assert.ok(existsSync(EDGE), `no edge binary at ${EDGE}: build it or set WAYMARK_EDGE`);
-  assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
-  data = tempDir('a11y-data');
-  edge = await new Edge({ data, web: WEB_DIR }).start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await edge?.stop();
-  if (data) rmSync(data, { recursive: true, force: true });
-});
+const suite = appSuite('a11y');
 
 // axe-core's serious and critical violations on the page as it is now, as readable lines.
 async function seriousViolations(page) {
@@ -59,8 +36,8 @@ async function tabTo(page, selector, max = 40) {
 
 test('keyboard only: sign in, switch conversations, send, retry; no serious axe violation on the way',
   { timeout: 60_000 }, async () => {
-    const { context, page } = await newUser(browser);
-    await page.goto(`${edge.url}/`);
+    const { context, page } = await newUser(suite.browser);
+    await page.goto(`${suite.edge.url}/`);
     await page.locator('#signin').waitFor();
     await assertAccessible(page, 'the sign-in screen');
     // The name field has the focus on arrival; a bad name is explained, in the alert.
@@ -116,8 +93,8 @@ test('keyboard only: sign in, switch conversations, send, retry; no serious axe 
 
 test('no serious axe violation on the incident and handoff screens, offline, and at phone width',
   { timeout: 60_000 }, async () => {
-    const { context, page } = await newUser(browser);
-    await openSignIn(page, edge);
+    const { context, page } = await newUser(suite.browser);
+    await openSignIn(page, suite.edge);
     await signIn(page, 'lee');
 
     await openDeclareForm(page);

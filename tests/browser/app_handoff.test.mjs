@@ -1,50 +1,21 @@
 // Browser test of the shift handoff (web/handoff.js, handoff-panel.js) on the real edge: alice,
 // going off shift, posts a structured note to #handoff naming bob; bob reads it and
 // acknowledges it; alice sees when he read it and when he acknowledged it.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, EDGE, Edge, SDK_DIR, storedMessages, tempDir } from './sdk_harness.mjs';
+import { storedMessages } from './sdk_harness.mjs';
+import { appSuite, newUser as newScreenUser, openConv, openSignIn, signIn } from './app_screens.mjs';
 import { formatClock } from '../../web/names.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
-const WAIT_MS = 15_000;
+const suite = appSuite('handoff');
 
-let edge;
-let browser;
-let data;
-
-before(async () => {
-  assert.ok(existsSync(EDGE), `no edge binary at ${EDGE}: build it or set WAYMARK_EDGE`);
-  assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
-  data = tempDir('handoff-data');
-  edge = await new Edge({ data, web: WEB_DIR }).start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT_MS });
-});
-
-after(async () => {
-  await browser?.close();
-  await edge?.stop();
-  if (data) rmSync(data, { recursive: true, force: true });
-});
-
+// A signed-in user (in #handoff), at desktop width.
 async function newUser(name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(WAIT_MS);
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('pageerror', (error) => page.problems.push(`pageerror: ${error.message}`));
-  await page.goto(`${edge.url}/`);
-  await page.locator('#signin-name').fill(name);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#conn-chip[data-state="online"]').waitFor();
-  await page.locator('#conv-list button[data-conv="handoff"]').click();
-  await page.locator('#chat-title', { hasText: '#handoff' }).waitFor();
-  return { context, page };
+  const user = await newScreenUser(suite.browser);
+  await openSignIn(user.page, suite.edge);
+  await signIn(user.page, name);
+  await openConv(user.page, 'handoff');
+  return user;
 }
 
 // The clock texts a time between `from` and now may show (a minute may turn meanwhile).
@@ -95,7 +66,7 @@ test('a handoff note: posted, read and acknowledged by the incoming owner, seen 
     await ack.click();
     await ack.waitFor({ state: 'hidden' });
     const acked = await panel.locator('.ho-acks', { hasText: /^Acknowledged by bob at / }).textContent();
-    const stored = await storedMessages(alice.page, edge, 'handoff');
+    const stored = await storedMessages(alice.page, suite.edge, 'handoff');
     assert.deepEqual(stored.map((m) => [m.from, m.body.kind]), [['alice', 'handoff'], ['bob', 'handoff-ack']]);
     assert.deepEqual(stored[0].body.open_items, ['rotate the TLS certs', 'watch the queue depth']);
     assert.deepEqual(stored[0].body.risks, ['disk on db-2 at 85%']);

@@ -2,47 +2,20 @@
 // alice declares an incident, bob acknowledges it by reading, status updates are pinned at the
 // top for both, and resolving downloads the timeline, whose lines the test checks against the
 // edge's stored messages.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, EDGE, Edge, SDK_DIR, storedMessages, tempDir } from './sdk_harness.mjs';
+import { readFileSync } from 'node:fs';
+import { storedMessages } from './sdk_harness.mjs';
+import { appSuite, newUser as newScreenUser, openSignIn, signIn } from './app_screens.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
-const WAIT_MS = 15_000;
+const suite = appSuite('incident');
 
-let edge;
-let browser;
-let data;
-
-before(async () => {
-  assert.ok(existsSync(EDGE), `no edge binary at ${EDGE}: build it or set WAYMARK_EDGE`);
-  assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
-  data = tempDir('incident-data');
-  edge = await new Edge({ data, web: WEB_DIR }).start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT_MS });
-});
-
-after(async () => {
-  await browser?.close();
-  await edge?.stop();
-  if (data) rmSync(data, { recursive: true, force: true });
-});
-
+// A signed-in user (online), at desktop width.
 async function newUser(name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(WAIT_MS);
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('pageerror', (error) => page.problems.push(`pageerror: ${error.message}`));
-  await page.goto(`${edge.url}/`);
-  await page.locator('#signin-name').fill(name);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#conn-chip[data-state="online"]').waitFor();
-  return { context, page };
+  const user = await newScreenUser(suite.browser);
+  await openSignIn(user.page, suite.edge);
+  await signIn(user.page, name);
+  return user;
 }
 
 const line = (page, text) => page.locator('li.msg').filter({ has: page.locator(`.msg-text:text-is(${JSON.stringify(text)})`) });
@@ -103,7 +76,7 @@ test('declare, acknowledge, pinned status updates, resolve with the timeline dow
   ]);
   assert.equal(download.suggestedFilename(), `${conv}-timeline.txt`);
   const file = readFileSync(await download.path(), 'utf8');
-  const stored = await storedMessages(alice.page, edge, conv);
+  const stored = await storedMessages(alice.page, suite.edge, conv);
   const at = (i) => new Date(stored[i].ts).toISOString();
   assert.equal(stored.length, 5);
   assert.equal(file, [

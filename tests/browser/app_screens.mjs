@@ -1,9 +1,18 @@
 // The steps that walk the web app through its screens, shared by the browser tests that visit
 // them all: app_a11y.test.mjs (axe on each) and app_screens.test.mjs (a screenshot of each).
 // Each step waits until the app shows its outcome, so the caller can look at the screen next.
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS } from './sdk_harness.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// The web app the edges serve: this checkout's web/ unless WAYMARK_WEB_DIR names another.
+export const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 
 export const WAIT_MS = 15_000;
 export const DESKTOP = { width: 1280, height: 800 };
@@ -11,6 +20,26 @@ export const PHONE = { width: 390, height: 844 };
 
 export function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT_MS });
+}
+
+// One --dev edge serving WEB_DIR and one chromium for a test file: registers node:test's before
+// and after (the edge's data removed at the end) and returns {edge, browser}, set once before ran.
+export function appSuite(name) {
+  const suite = { edge: null, browser: null };
+  let data;
+  before(async () => {
+    assert.ok(existsSync(EDGE), `no edge binary at ${EDGE}: build it or set WAYMARK_EDGE`);
+    assert.ok(existsSync(path.join(SDK_DIR, 'waymark.js')), `no SDK at ${SDK_DIR}: build it or set WAYMARK_SDK_DIR`);
+    data = tempDir(`${name}-data`);
+    suite.edge = await new Edge({ data, web: WEB_DIR }).start();
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.edge?.stop();
+    if (data) rmSync(data, { recursive: true, force: true });
+  });
+  return suite;
 }
 
 // A user of their own: a fresh context (own storage, own network switch) and one tab, with

@@ -14,11 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { EDGE, Edge, SDK_DIR, tempDir } from './sdk_harness.mjs';
 import {
   DESKTOP, PHONE, declareIncident, goOffline, joinConv, launchBrowser, line, mintToken, newUser, openConv,
-  openDrawer, openSignIn, postHandoff, postIncidentUpdate, send, signIn, signInWithToken,
+  openDrawer, openSignIn, postHandoff, postIncidentUpdate, send, signIn, signInWithToken, WEB_DIR,
 } from './app_screens.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const WEB_DIR = process.env.WAYMARK_WEB_DIR ?? path.join(ROOT, 'web');
 const COMMITTED = path.join(ROOT, 'docs', 'screenshots');
 const DOC = path.join(ROOT, 'docs', 'web-app.md');
 const UPDATE = process.env.WAYMARK_UPDATE_SCREENSHOTS === '1';
