@@ -984,7 +984,11 @@ void EdgeNode::staged_added(const std::string& tenant, const std::string& conv,
   staged_times_.insert(at);
   counters_.staged_now = staged_.size();
   TopicKey key{tenant, conv};
-  ++interest_[key].staged;
+  Interest& interest = interest_[key];
+  ++interest.staged;
+  // Held and not lingering: nothing changes, and the local head it would note is noted by
+  // every replicated msg anyway (no read transaction per staged send).
+  if (interest.on && !interest.linger_until) return;
   auto head = reader_.head(tenant, conv);
   hold_interest(key, head.ok() ? head.value() : 0);
 }
