@@ -225,6 +225,58 @@ void EdgeNode::handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs now) {
 void EdgeNode::handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now) {
   if (!check_access(conn, c, frame.conv, "hist", frame.rid, now, Access::read)) return;
   const std::string& tenant = c.identity->tenant;
+  TopicKey key{tenant, frame.conv};
+  if (config_.relay && !hist_ready(key)) {
+    // The log may lack what the upstream has: follow the conversation (it is pulled from the
+    // log's head) and answer once the log holds the upstream's head, so a page here is the
+    // root's page; after relay_hist_wait_ms (a partition) from what the log holds.
+    Interest& interest = interest_[key];
+    ++interest.hists;
+    if (!interest.on || interest.linger_until) {
+      auto head = reader_.head(tenant, frame.conv);
+      hold_interest(key, head.ok() ? head.value() : 0);
+    }
+    TimeMs until = now + config_.relay_hist_wait_ms;
+    parked_hists_[key].push_back(ParkedHist{conn, std::move(frame), until});
+    parked_hist_deadlines_.insert({until, key});
+    return;
+  }
+  serve_hist(conn, tenant, frame);
+}
+
+bool EdgeNode::hist_ready(const TopicKey& key) const {
+  auto it = interest_.find(key);
+  return it != interest_.end() && it->second.on && it->second.synced &&
+         it->second.local_head >= it->second.upstream_head;
+}
+
+void EdgeNode::answer_parked_hists(const TopicKey& key, bool expired_only, TimeMs now) {
+  auto parked = parked_hists_.find(key);
+  if (parked == parked_hists_.end()) return;  // nobody waits (the usual case: one lookup)
+  std::vector<ParkedHist> answer;
+  auto& waiting = parked->second;
+  for (auto it = waiting.begin(); it != waiting.end();) {
+    if (expired_only && it->until > now) {
+      ++it;
+      continue;
+    }
+    answer.push_back(std::move(*it));
+    it = waiting.erase(it);
+  }
+  if (waiting.empty()) parked_hists_.erase(parked);
+  for (const ParkedHist& hist : answer) {
+    parked_hist_deadlines_.erase({hist.until, key});
+    auto c = connections_.find(hist.conn);
+    if (c != connections_.end() && !c->second.closing) serve_hist(hist.conn, key.first, hist.frame);
+  }
+  auto interest = interest_.find(key);
+  if (interest == interest_.end()) return;
+  interest->second.hists -= std::min<std::uint32_t>(interest->second.hists,
+                                                    static_cast<std::uint32_t>(answer.size()));
+  release_interest(key, now);
+}
+
+void EdgeNode::serve_hist(ConnId conn, const std::string& tenant, const Hist& frame) {
   std::uint32_t limit = std::min(frame.limit.value_or(config_.hist_default), config_.hist_max);
   auto head = reader_.head(tenant, frame.conv);
   if (!head.ok()) return send_error(conn, ErrorCode::unavailable, "store: " + head.error().message, frame.rid);
@@ -671,10 +723,14 @@ std::optional<TimeMs> EdgeNode::next_deadline() const {
   if (!deadlines_.empty()) next = deadlines_.begin()->first;
   if (!interest_deadlines_.empty() && (!next || interest_deadlines_.begin()->first < *next))
     next = interest_deadlines_.begin()->first;
+  if (!parked_hist_deadlines_.empty() && (!next || parked_hist_deadlines_.begin()->first < *next))
+    next = parked_hist_deadlines_.begin()->first;
   return next;
 }
 
 void EdgeNode::on_timer(TimeMs now) {
+  while (!parked_hist_deadlines_.empty() && parked_hist_deadlines_.begin()->first <= now)
+    answer_parked_hists(parked_hist_deadlines_.begin()->second, true, now);
   while (!interest_deadlines_.empty() && interest_deadlines_.begin()->first <= now) {
     TopicKey key = interest_deadlines_.begin()->second;
     interest_deadlines_.erase(interest_deadlines_.begin());
@@ -778,6 +834,8 @@ void EdgeNode::on_committed(const std::vector<WriteOutcome>& outcomes, TimeMs no
                        staged_removed(pending.tenant, pending.conv, pending.id, now);
                      // Stored now, or there already (a gap is an Error): the log holds it.
                      note_heads({pending.tenant, pending.conv}, 0, pending.seq);
+                     if (hist_ready({pending.tenant, pending.conv}))
+                       answer_parked_hists({pending.tenant, pending.conv}, false, now);
                      if (!replicated.stored || !replicated.frame) return;
                      ++counters_.replicated_messages;
                      fan_out_msg(pending.tenant, pending.conv, pending.seq, replicated.frame);
@@ -972,7 +1030,7 @@ void EdgeNode::note_heads(const TopicKey& key, Seq upstream_head, Seq local_head
 void EdgeNode::release_interest(const TopicKey& key, TimeMs now) {
   auto it = interest_.find(key);
   if (it == interest_.end() || !it->second.on) return;
-  if (it->second.staged > 0 || topics_.count(key)) return;
+  if (it->second.staged > 0 || it->second.hists > 0 || topics_.count(key)) return;
   if (it->second.linger_until) interest_deadlines_.erase({it->second.linger_until, key});
   it->second.linger_until = std::max<TimeMs>(now, 1) + config_.interest_linger_ms;
   interest_deadlines_.insert({it->second.linger_until, key});
@@ -1083,7 +1141,13 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
                                                    receipt.kind}},
                     std::move(pending));
           },
-          [&](const HeadEvent& head) { note_heads({tenant, head.conv}, head.head, 0); },
+          [&](const HeadEvent& head) {
+            // The link's subscription told the upstream's head: hist can wait for it.
+            if (auto interest = interest_.find({tenant, head.conv}); interest != interest_.end())
+              interest->second.synced = true;
+            note_heads({tenant, head.conv}, head.head, 0);
+            if (hist_ready({tenant, head.conv})) answer_parked_hists({tenant, head.conv}, false, now);
+          },
           [&](const TypingEvent& typing) {
             send_to_topic({tenant, typing.conv}, Typing{typing.conv, typing.on, typing.user, std::nullopt}, 0);
           },
@@ -1116,6 +1180,9 @@ void EdgeNode::on_upstream(const std::string& tenant, const ClientEvent& event, 
               ++link.reconnects;
             link.state = connection.state;
             link.reason = connection.reason;
+            if (connection.state != ConnectionState::online)  // heads are news again after a reconnect
+              for (auto& [key, interest] : interest_)
+                if (key.first == tenant) interest.synced = false;
             if (connection.token_refused) link.stopped = true;
             if (connection.state == ConnectionState::online) {
               link.stopped = false;  // a new token (SIGHUP) was taken

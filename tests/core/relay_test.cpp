@@ -392,6 +392,54 @@ TEST_CASE("relay: interest follows local subscribers, with a linger", "[relay]")
   CHECK(log_ids(tree.relay.store, "ops") == std::vector<std::string>{"x1", "y1"});
 }
 
+TEST_CASE("relay: history at a relay is the root's, also where its log lacks it", "[relay]") {
+  Tree tree;
+  ConnId dora = tree.root.subscriber("dora", "ops");
+  tree.root.send_many(dora, "ops", "h", 5);
+  tree.settle();
+  ConnId alice = tree.relay.join_dev("alice");
+  tree.settle();
+  REQUIRE(log_ids(tree.relay.store, "ops").empty());  // the relay never followed "ops"
+
+  SECTION("not followed: the hist waits for the log to catch up, then pages the root's history") {
+    tree.relay.text(alice, hist_frame("ops", R"(,"limit":3,"rid":"h1")"));
+    CHECK(all_of<Page>(tree.relay.take(alice)).empty());  // not from an empty log
+    tree.settle();
+    auto pages = all_of<Page>(tree.relay.take(alice));
+    REQUIRE(pages.size() == 1);
+    CHECK(pages[0].rid == std::optional<std::string>("h1"));
+    CHECK(page_seqs(pages[0]) == std::vector<Seq>{3, 4, 5});  // the newest three, as at the root
+    CHECK(pages[0].more);
+    CHECK(log_ids(tree.relay.store, "ops") == std::vector<std::string>{"h1", "h2", "h3", "h4", "h5"});
+    // Followed and caught up now: the next page comes from the log at once.
+    tree.relay.text(alice, hist_frame("ops", R"(,"before":3,"rid":"h2")"));
+    auto next = all_of<Page>(tree.relay.take(alice));
+    REQUIRE(next.size() == 1);
+    CHECK(page_seqs(next[0]) == std::vector<Seq>{1, 2});
+    CHECK_FALSE(next[0].more);
+    // The hist held the conversation only while it waited: with no subscriber the link lets go.
+    tree.run_for(3000);
+    tree.root.send_many(dora, "ops", "late", 1);
+    tree.settle();
+    CHECK(log_ids(tree.relay.store, "ops").size() == 5);
+  }
+
+  SECTION("cut off: after relay_hist_wait_ms it is served from what the log holds") {
+    tree.cut();
+    tree.relay.text(alice, hist_frame("ops", R"(,"rid":"h3")"));
+    tree.settle();
+    CHECK(all_of<Page>(tree.relay.take(alice)).empty());
+    tree.run_for(relay_config().relay_hist_wait_ms);
+    auto pages = all_of<Page>(tree.relay.take(alice));
+    REQUIRE(pages.size() == 1);
+    CHECK(pages[0].rid == std::optional<std::string>("h3"));
+    CHECK(pages[0].msgs.empty());  // the partition: the relay has none of it
+    // Healed, the conversation it followed for the hist comes in (and is let go later).
+    tree.heal();
+    CHECK(log_ids(tree.relay.store, "ops").size() == 5);
+  }
+}
+
 TEST_CASE("relay: the root refusing a staged send for good makes a dead letter and a failed row",
           "[relay]") {
   TableAuthenticator root_auth;

@@ -73,6 +73,10 @@ struct EdgeConfig {
   bool relay = false;
   // An upstream subscription outlives its last local subscriber (and staged send) this long.
   TimeMs interest_linger_ms = 30000;
+  // A hist at a relay for a conversation its log may lack (not followed, or behind the
+  // upstream's head) waits until the log has caught up, at most this long; then it is served
+  // from what the log holds (the link is down: a partition).
+  TimeMs relay_hist_wait_ms = 2000;
 };
 
 struct EdgeWrite {   // write a text frame (shared: a fanned-out msg is serialized once)
@@ -232,6 +236,13 @@ class EdgeNode {
     TimeMs linger_until = 0;    // 0: held (local subscribers or staged sends)
     Seq upstream_head = 0;      // the highest seq the upstream told us of
     Seq local_head = 0;         // the highest seq of it in our log
+    bool synced = false;        // upstream_head is from the link's current subscription (subd)
+    std::uint32_t hists = 0;    // parked hists waiting for the log to catch up (it holds them)
+  };
+  struct ParkedHist {  // a relay's hist waiting for its log (relay_hist_wait_ms)
+    ConnId conn = 0;
+    Hist frame;
+    TimeMs until = 0;
   };
   using TopicKey = std::pair<std::string, std::string>;
 
@@ -239,6 +250,9 @@ class EdgeNode {
   void handle(ConnId conn, Connection& c, Sub&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Unsub&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Hist&& frame, TimeMs now);
+  void serve_hist(ConnId conn, const std::string& tenant, const Hist& frame);
+  bool hist_ready(const TopicKey& key) const;  // a relay's log holds what the upstream has
+  void answer_parked_hists(const TopicKey& key, bool expired_only, TimeMs now);
   void handle(ConnId conn, Connection& c, Send&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Ping&& frame, TimeMs now);
   void handle(ConnId conn, Connection& c, Rcpt&& frame, TimeMs now);
@@ -322,6 +336,8 @@ class EdgeNode {
   std::vector<std::string> path_;                 // this node, then its upstreams
   std::map<TopicKey, Interest> interest_;
   std::set<std::pair<TimeMs, TopicKey>> interest_deadlines_;
+  std::map<TopicKey, std::vector<ParkedHist>> parked_hists_;
+  std::set<std::pair<TimeMs, TopicKey>> parked_hist_deadlines_;
   std::map<std::tuple<std::string, std::string, std::string>, TimeMs> staged_;  // -> accepted at
   std::multiset<TimeMs> staged_times_;
   std::map<std::string, UpstreamLinkStatus> links_;  // by tenant
