@@ -729,8 +729,11 @@ std::optional<TimeMs> EdgeNode::next_deadline() const {
 }
 
 void EdgeNode::on_timer(TimeMs now) {
-  while (!parked_hist_deadlines_.empty() && parked_hist_deadlines_.begin()->first <= now)
-    answer_parked_hists(parked_hist_deadlines_.begin()->second, true, now);
+  while (!parked_hist_deadlines_.empty() && parked_hist_deadlines_.begin()->first <= now) {
+    TopicKey key = parked_hist_deadlines_.begin()->second;  // a copy: answering erases entries
+    parked_hist_deadlines_.erase(parked_hist_deadlines_.begin());
+    answer_parked_hists(key, true, now);
+  }
   while (!interest_deadlines_.empty() && interest_deadlines_.begin()->first <= now) {
     TopicKey key = interest_deadlines_.begin()->second;
     interest_deadlines_.erase(interest_deadlines_.begin());
