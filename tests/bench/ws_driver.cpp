@@ -2,7 +2,46 @@
 
 #include <cstring>
 
+#include "frame_peek.h"
+
 namespace waymark::bench {
+namespace {
+
+constexpr std::size_t kBytesPerWrite = 64 * 1024;
+
+// Appends one masked WebSocket text frame (RFC 6455 5.2, a client's: FIN, opcode 1, the mask
+// bit, the length in 7, 16 or 64 bits, the 4-byte key, the payload XORed with it).
+void append_masked_text_frame(std::vector<unsigned char>& out, std::string_view text,
+                              std::uint32_t key) {
+  const std::size_t n = text.size();
+  out.push_back(0x81);
+  if (n < 126) {
+    out.push_back(static_cast<unsigned char>(0x80 | n));
+  } else if (n < 65536) {
+    out.push_back(0x80 | 126);
+    out.push_back(static_cast<unsigned char>(n >> 8));
+    out.push_back(static_cast<unsigned char>(n));
+  } else {
+    out.push_back(0x80 | 127);
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<unsigned char>(n >> shift));
+  }
+  unsigned char mask[4] = {static_cast<unsigned char>(key >> 24), static_cast<unsigned char>(key >> 16),
+                           static_cast<unsigned char>(key >> 8), static_cast<unsigned char>(key)};
+  out.insert(out.end(), mask, mask + 4);
+  std::size_t at = out.size();
+  out.resize(at + n);
+  for (std::size_t i = 0; i < n; ++i)
+    out[at + i] = static_cast<unsigned char>(text[i]) ^ mask[i & 3];
+}
+
+}  // namespace
+
+std::uint32_t WsDriver::next_mask() {  // xorshift32: a fresh key per frame, as RFC 6455 asks
+  mask_state_ ^= mask_state_ << 13;
+  mask_state_ ^= mask_state_ >> 17;
+  mask_state_ ^= mask_state_ << 5;
+  return mask_state_;
+}
 
 struct Socket {
   std::size_t conn = 0;
@@ -155,33 +194,41 @@ int WsDriver::handle(lws* wsi, lws_callback_reasons reason, void* in, size_t len
     case LWS_CALLBACK_CLIENT_RECEIVE: {
       if (!socket || socket->dead) return -1;
       WsConn& conn = conns_[socket->conn];
-      if (lws_is_first_fragment(wsi)) conn.rx.clear();
-      conn.rx.append(static_cast<const char*>(in), len);
-      if (!lws_is_final_fragment(wsi)) return 0;
-      ++frames_in_;
-      auto frame = parse_frame(conn.rx, options_.inbound, limits_);
-      conn.rx.clear();
-      if (!frame.ok()) {
-        ++bad_frames_;
-        return 0;
+      std::string_view text(static_cast<const char*>(in), len);
+      bool whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi);
+      if (!whole) {  // reassembled; a frame that came in one piece is read where it lies
+        if (lws_is_first_fragment(wsi)) conn.rx.clear();
+        conn.rx.append(text);
+        if (!lws_is_final_fragment(wsi)) return 0;
+        text = conn.rx;
       }
-      handler_.on_frame(conn, frame.value());
+      ++frames_in_;
+      if (std::optional<Frame> peeked = peek_frame(text)) {
+        handler_.on_frame(conn, *peeked);
+      } else if (auto frame = parse_frame(text, options_.inbound, limits_); frame.ok()) {
+        handler_.on_frame(conn, frame.value());
+      } else {
+        ++bad_frames_;
+      }
+      if (!whole) conn.rx.clear();
       return 0;
     }
 
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
       if (!socket || socket->dead) return -1;
       WsConn& conn = conns_[socket->conn];
-      while (!conn.out.empty()) {
-        const std::string& text = conn.out.front();
-        write_buffer_.resize(LWS_PRE + text.size());
-        std::memcpy(write_buffer_.data() + LWS_PRE, text.data(), text.size());
-        if (lws_write(wsi, write_buffer_.data() + LWS_PRE, text.size(), LWS_WRITE_TEXT) <
-            static_cast<int>(text.size()))
-          return -1;
+      // Every queued frame (up to 64 KiB) masked here and written in one send, as the edge
+      // writes its own (edge_server.cpp): lws's LWS_WRITE_RAW passes the bytes through and
+      // buffers what the socket does not take.
+      write_buffer_.resize(LWS_PRE);
+      while (!conn.out.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWrite) {
+        append_masked_text_frame(write_buffer_, conn.out.front(), next_mask());
         conn.out.pop_front();
-        if (lws_send_pipe_choked(wsi)) break;
       }
+      std::size_t bytes = write_buffer_.size() - LWS_PRE;
+      if (bytes > 0 &&
+          lws_write(wsi, write_buffer_.data() + LWS_PRE, bytes, LWS_WRITE_RAW) < static_cast<int>(bytes))
+        return -1;
       if (!conn.out.empty()) lws_callback_on_writable(wsi);
       return 0;
     }

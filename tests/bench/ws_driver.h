@@ -86,6 +86,7 @@ class WsDriver {
   void start_connects();
   void socket_gone(Socket* socket);
   static void on_tick(lws_sorted_usec_list_t* sul);
+  std::uint32_t next_mask();
 
   WsDriverOptions options_;
   WsHandler& handler_;
@@ -96,6 +97,7 @@ class WsDriver {
   std::deque<std::size_t> connect_queue_;
   int connecting_ = 0;
   std::vector<unsigned char> write_buffer_;
+  std::uint32_t mask_state_ = 0x9e3779b9u;
   ParseLimits limits_{std::size_t{1} << 24};
   std::uint64_t frames_in_ = 0;
   std::uint64_t bad_frames_ = 0;

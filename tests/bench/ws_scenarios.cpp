@@ -17,6 +17,7 @@
 #include "bench_report.h"
 #include "fault_proxy.h"
 #include "overloaded.h"
+#include "frame_peek.h"
 #include "ws_driver.h"
 
 namespace waymark::bench {
@@ -43,28 +44,25 @@ std::string sub_text(const std::string& conv, Seq after, std::optional<std::uint
   return serialize(Frame{std::move(sub)});
 }
 
-// A body of about `payload` bytes of JSON: {"t0":<send time ns>,"p":"xxxx..."}.
-boost::json::value body_of(std::size_t payload, std::int64_t t0) {
-  boost::json::object body;
-  body["t0"] = t0;
+// The filler that makes a body about `payload` bytes: {"t0":<send time ns>,"p":"<filler>"}.
+std::string body_filler(std::size_t payload) {
   std::size_t overhead = 32;
-  body["p"] = std::string(payload > overhead ? payload - overhead : 1, 'x');
-  return body;
+  return std::string(payload > overhead ? payload - overhead : 1, 'x');
 }
 
-std::string send_text(const std::string& conv, std::string id, boost::json::value body) {
-  Send send;
-  send.conv = conv;
-  send.id = std::move(id);
-  send.body = JsonText{boost::json::serialize(body)};
-  return serialize(Frame{std::move(send)});
-}
-
-std::int64_t t0_of(const boost::json::value& body) {
-  if (const auto* object = body.if_object())
-    if (const auto* t0 = object->if_contains("t0"))
-      if (t0->is_int64()) return t0->as_int64();
-  return 0;
+// A send frame built as text, as the Redis peer builds its command: no DOM per message.
+std::string send_text(const std::string& conv, const std::string& id, const std::string& filler,
+                      std::int64_t t0) {
+  std::string text = R"({"t":"send","conv":)";
+  text += json_quote(conv);
+  text += R"(,"id":)";
+  text += json_quote(id);
+  text += R"(,"body":{"t0":)";
+  text += std::to_string(t0);
+  text += R"(,"p":")";
+  text += filler;
+  text += R"("}})";
+  return text;
 }
 
 // A harness message id: kind ('c' ingest connection, 'p' publisher), who, 'n', counter.
@@ -123,7 +121,7 @@ class Ingest final : public WsHandler {
  public:
   Ingest(const BenchOptions& options, bool echo, std::string conv_prefix, bool shared_conv)
       : options_(options), echo_(echo), conv_prefix_(std::move(conv_prefix)),
-        shared_conv_(shared_conv), body_(body_of(options.payload, 0)) {}
+        shared_conv_(shared_conv), filler_(body_filler(options.payload)) {}
 
   struct Conn {
     std::string conv;
@@ -187,9 +185,7 @@ class Ingest final : public WsHandler {
       std::int64_t counter = state.next++;
       std::int64_t t = now_ns();
       state.sent_at.push_back(t);
-      boost::json::value body = body_;
-      body.as_object()["t0"] = t;
-      driver_->send(conn, send_text(state.conv, message_id('c', conn.index, counter), std::move(body)));
+      driver_->send(conn, send_text(state.conv, message_id('c', conn.index, counter), filler_, t));
       ++state.in_flight;
       ++sent_;
     }
@@ -235,7 +231,7 @@ class Ingest final : public WsHandler {
   bool echo_;
   std::string conv_prefix_;
   bool shared_conv_;
-  boost::json::value body_;
+  std::string filler_;
   WsDriver* driver_ = nullptr;
   std::vector<Conn> conns_;
   bool sending_ = true;
@@ -351,7 +347,7 @@ class Subscribers final : public WsHandler {
 
   Subscribers(const BenchOptions& options, std::size_t subscribers, std::size_t publishers)
       : options_(options), subs_(subscribers), pubs_(publishers),
-        body_(body_of(options.payload, 0)) {}
+        filler_(body_filler(options.payload)) {}
 
   bool is_pub(const WsConn& conn) const { return conn.index >= subs_.size(); }
   Pub& pub(const WsConn& conn) { return pubs_[conn.index - subs_.size()]; }
@@ -402,7 +398,7 @@ class Subscribers final : public WsHandler {
                      std::int64_t now = now_ns();
                      if (now >= measure_from_ && now < measure_until_) {
                        ++delivered_in_window_;
-                       if (std::int64_t t0 = t0_of(boost::json::parse(msg.body.text))) latency_.record(now - t0);
+                       if (std::int64_t t0 = peek_t0(msg.body.text)) latency_.record(now - t0);
                      }
                    },
                    [&](Subd& subd) {
@@ -455,10 +451,8 @@ class Subscribers final : public WsHandler {
       Pub& state = pubs_[p];
       while (state.ready && state.in_flight < 256 && static_cast<double>(sent_) < allowed &&
              (limit <= 0 || static_cast<std::int64_t>(sent_) < limit)) {
-        boost::json::value body = body_;
-        body.as_object()["t0"] = now_ns();
         const std::string& conv = convs[sent_ % convs.size()];
-        driver_->send(conn, send_text(conv, message_id('p', p, state.next++), std::move(body)));
+        driver_->send(conn, send_text(conv, message_id('p', p, state.next++), filler_, now_ns()));
         ++state.in_flight;
         ++sent_;
       }
@@ -501,7 +495,7 @@ class Subscribers final : public WsHandler {
   WsDriver* driver_ = nullptr;
   std::vector<Sub> subs_;
   std::vector<Pub> pubs_;
-  boost::json::value body_;
+  std::string filler_;
   std::optional<std::uint32_t> replay_limit_;
   std::unordered_map<std::string, Seq> heads_;  // highest acked seq per conv
   bool publishing_ = false;
@@ -788,7 +782,7 @@ class Partition final : public WsHandler {
   };
 
   Partition(const BenchOptions& options, std::string conv, std::int64_t warm)
-      : options_(options), conv_(std::move(conv)), warm_(warm), body_(body_of(options.payload, 0)) {}
+      : options_(options), conv_(std::move(conv)), warm_(warm), filler_(body_filler(options.payload)) {}
 
   Watcher& watcher(const WsConn& conn) { return conn.index == 1 ? relay_ : root_; }
 
@@ -873,9 +867,7 @@ class Partition final : public WsHandler {
 
   void fill(WsConn& conn) {
     while (sender_ready_ && in_flight_ < options_.window && sent_ < limit_) {
-      boost::json::value body = body_;
-      body.as_object()["t0"] = now_ns();
-      driver_->send(conn, send_text(conv_, message_id('s', 0, sent_), std::move(body)));
+      driver_->send(conn, send_text(conv_, message_id('s', 0, sent_), filler_, now_ns()));
       ++in_flight_;
       ++sent_;
     }
@@ -884,7 +876,7 @@ class Partition final : public WsHandler {
   const BenchOptions& options_;
   std::string conv_;
   std::int64_t warm_;
-  boost::json::value body_;
+  std::string filler_;
   WsDriver* driver_ = nullptr;
   Watcher relay_, root_;
   bool sender_ready_ = false, partitioned_ = false;
