@@ -33,6 +33,7 @@ BEGIN = "<!-- bench:begin (rewritten by ./waymark.sh bench) -->"
 END = "<!-- bench:end -->"
 RELAY_BEGIN = "<!-- bench-relay:begin (rewritten by ./waymark.sh bench --scenarios relay) -->"
 RELAY_END = "<!-- bench-relay:end -->"
+INGEST_WINDOWS = (1, 16)  # sends in flight per connection, besides --window
 MAIN_SCENARIOS = {"ingest", "latency", "fanout", "idle", "storm", "replay"}
 
 REDIS_DURABILITY = "appendonly yes, appendfsync always (fsync before each reply)"
@@ -263,6 +264,18 @@ class Bench:
             for server in reversed(servers):
                 server.stop()
 
+    @staticmethod
+    def disk_per_message(edge, line):
+        """Bytes the edge's data dir holds on disk (allocated blocks) per acked message."""
+        total = 0
+        for root, _, files in os.walk(edge.data_dir):
+            for name in files:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+        acked = line.get("acked") or 0
+        line["disk_bytes"] = total
+        line["disk_bytes_per_msg"] = round(total / acked, 1) if acked else None
+        return line
+
     def with_server(self, start, fn):
         server = start()
         try:
@@ -299,10 +312,20 @@ class Bench:
         ingest = ["--conns", a.conns, "--window", a.window, "--payload", a.payload,
                   "--duration", a.duration, "--warmup", a.warmup]
         if "ingest" in want:
-            self.with_server(self.start_edge, lambda s: self.run("ingest", "waymark", s, ingest, "ingest"))
+            self.with_server(self.start_edge, lambda s: self.disk_per_message(
+                s, self.run("ingest", "waymark", s, ingest, "ingest")))
             for name, start in peers:
                 self.with_server(start, lambda s: self.run("ingest", name, s, ingest, "ingest"))
             self.with_server(self.start_echo, lambda s: self.run("ingest", "echo", s, ingest, "ingest"))
+            # The same connections with 1 and with 16 sends in flight each, every system alike.
+            for window in INGEST_WINDOWS:
+                load = ingest[:]
+                load[load.index("--window") + 1] = window
+                label = "ingest-w%d" % window
+                self.with_server(self.start_edge, lambda s: self.run("ingest", "waymark", s, load, label))
+                for name, start in peers:
+                    self.with_server(start, lambda s: self.run("ingest", name, s, load, label))
+                self.with_server(self.start_echo, lambda s: self.run("ingest", "echo", s, load, label))
         if "latency" in want:
             paced = ingest + ["--rate", a.latency_rate]
             self.with_server(self.start_edge, lambda s: self.run("ingest", "waymark", s, paced, "latency"))
@@ -414,6 +437,23 @@ def table(results, machine, args):
         limit=echo_ingest, limit_text="lws echo %s/s" % fmt(echo_ingest))
     row("ingest: same load", "send→ack p99", "ingest", "ack_p99_ms", " ms", "—", lambda v: True,
         limit=fs["p99_ms"], limit_text="fdatasync p99 %s ms" % fmt(fs["p99_ms"]), lower_is_better=True)
+    row("ingest: same load", "bytes on disk per msg", "ingest", "disk_bytes_per_msg", " B", "≤ 300 B",
+        lambda v: v <= 300, lower_is_better=True, peers=False)
+    for window in INGEST_WINDOWS:
+        label = "ingest-w%d" % window
+        echo = value(find(results, label, "echo"), "msgs_per_s")
+        redis = value(find(results, label, "redis"), "msgs_per_s")
+        nats = value(find(results, label, "nats"), "msgs_per_s")
+        if window == 1:
+            target, met = "≥ 100,000 and > Redis", (
+                lambda v, redis=redis: v >= 100000 and (redis is None or v > redis))
+        else:
+            target, met = "> NATS", lambda v, nats=nats: nats is None or v > nats
+        row("ingest: %s conns × %d in flight, %s B" % (args.conns, window, args.payload),
+            "acked msgs/s", label, "msgs_per_s", "", target, met,
+            limit=echo, limit_text="lws echo %s/s" % fmt(echo))
+        row("ingest: same load", "send→ack p50", label, "ack_p50_ms", " ms", "—", lambda v: True,
+            lower_is_better=True)
     row("latency: %s msgs/s paced" % fmt(float(args.latency_rate)), "send→ack p99", "latency",
         "ack_p99_ms", " ms", "≤ 5 ms", lambda v: v <= 5,
         limit=fs["p99_ms"], limit_text="fdatasync p99 %s ms" % fmt(fs["p99_ms"]), lower_is_better=True)
