@@ -22,7 +22,7 @@ readonly CORE_BUILD_PACKAGES=(
 readonly EDGE_BUILD_PACKAGES=(
   "${CORE_BUILD_PACKAGES[@]}"
   liblmdb-dev libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev libjwt-dev
-  libjemalloc-dev
+  libjemalloc-dev zlib1g-dev
 )
 # demo: the edge and the browser SDK it serves (emscripten, which runs on node).
 readonly DEMO_PACKAGES=("${EDGE_BUILD_PACKAGES[@]}" emscripten nodejs)

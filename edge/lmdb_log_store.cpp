@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::size_t kSeqBytes = 8;
 constexpr std::size_t kReceiptBytes = 2 * kSeqBytes;
-constexpr unsigned kNamedDatabases = 8;  // log, ids, receipts, heads, audit, staged, dead; room to grow
+constexpr unsigned kNamedDatabases = 16;  // log, ids, receipts, heads, audit, staged, dead, meta; room to grow
 const std::string kStageCounterKey(1, '\0');  // sorts before every (tenant, conv, id) key
 // Read/write by the node's user only: the log holds tenants' messages.
 constexpr mdb_mode_t kFileMode = 0600;
@@ -189,14 +189,28 @@ class LmdbLogStore::Txn {
   MDB_txn* txn_ = nullptr;
 };
 
-// The LogTxn over one write transaction. Once LMDB refuses an operation the transaction may
-// only be aborted, so the first failure is remembered and write() never commits after it.
-class LmdbLogStore::WriteTxn final : public LogTxn {
- public:
-  WriteTxn(const LmdbLogStore& store, MDB_txn* txn) : store_(store), txn_(txn) {}
+// The sub-databases by number: the Db of a write-ahead log change and the pending layer's index.
+enum Db : std::uint8_t { kLog, kIds, kReceipts, kHeads, kAudit, kStaged, kDead, kMeta };
+const std::string kWalAppliedKey = "wal_applied";
 
-  bool map_full() const { return map_full_; }
+// The LogTxn of write(): reads see this write's own changes, then the pending layer, then the
+// LMDB snapshot; writes only collect changes. Once an operation is refused the write may not
+// be logged, so the first failure is remembered and write() returns it.
+class LmdbLogStore::WalTxn final : public LogTxn {
+ public:
+  // REQUIRES: the caller holds store.pending_mutex_ (shared) for the txn's whole life.
+  WalTxn(const LmdbLogStore& store, MDB_txn* snapshot) : store_(store), snapshot_(snapshot) {}
+
   const std::optional<Error>& failure() const { return failure_; }
+
+  // The collected changes, each key once (its last value), in key order per sub-database.
+  std::vector<WalChange> take_changes() {
+    std::vector<WalChange> out;
+    for (std::size_t db = 0; db < kDbs; ++db)
+      for (auto& [key, value] : changes_[db])
+        out.push_back(WalChange{static_cast<std::uint8_t>(db), key, std::move(value)});
+    return out;
+  }
 
   Result<Seq> head(std::string_view tenant, std::string_view conv) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}});
@@ -209,10 +223,10 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     auto key = make_key(store_.max_key_bytes_,
                         {{"tenant", tenant}, {"conv", conv}, {"id", id}});
     if (!key.ok()) return key.error();
-    std::optional<std::string> value;
-    if (int rc = get_copy(txn_, store_.dbis_.ids, key.value(), value)) return fail("mdb_get(ids)", rc);
-    if (!value) return std::optional<Seq>();
-    auto seq = decode_seq(*value, "ids");
+    auto value = get(kIds, key.value());
+    if (!value.ok()) return value.error();
+    if (!value.value()) return std::optional<Seq>();
+    auto seq = decode_seq(*value.value(), "ids");
     if (!seq.ok()) return seq.error();
     return std::optional<Seq>(seq.value());
   }
@@ -221,9 +235,7 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
                                              Seq seq) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}}, seq);
     if (!key.ok()) return key.error();
-    std::optional<std::string> value;
-    if (int rc = get_copy(txn_, store_.dbis_.log, key.value(), value)) return fail("mdb_get(log)", rc);
-    return value;
+    return get(kLog, key.value());
   }
 
   Status append(std::string_view tenant, std::string_view conv, Seq seq, std::string_view id,
@@ -242,20 +254,15 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
       return make_error(ErrorCode::unavailable, "store: append out of order: seq " +
                                                     std::to_string(seq) + " after head " +
                                                     std::to_string(current.value()));
-
-    auto log_flags = append_flags(log_key.value());
-    if (!log_flags.ok()) return log_flags.error();
-    if (Status put = put_value(store_.dbis_.log, "mdb_put(log)", log_key.value(), frame,
-                               log_flags.value());
-        !put.ok())
-      return put;
-    // NOOVERWRITE: an id indexed twice would be a broken caller, not something to paper over.
+    // An id indexed twice would be a broken caller, not something to paper over.
+    auto indexed = get(kIds, id_key.value());
+    if (!indexed.ok()) return indexed.error();
+    if (indexed.value()) return refuse("store: id " + std::string(id) + " is already indexed");
     std::string seq_bytes = encode_seq(seq);
-    if (Status put = put_value(store_.dbis_.ids, "mdb_put(ids)", id_key.value(), seq_bytes,
-                               MDB_NOOVERWRITE);
-        !put.ok())
-      return put;
-    return put_value(store_.dbis_.heads, "mdb_put(heads)", head_key.value(), seq_bytes, 0);
+    put(kLog, std::move(log_key).value(), std::string(frame));
+    put(kIds, std::move(id_key).value(), seq_bytes);
+    put(kHeads, std::move(head_key).value(), std::move(seq_bytes));
+    return ok_status();
   }
 
   Result<ReceiptCursors> receipts(std::string_view tenant, std::string_view user,
@@ -263,11 +270,10 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     auto key = make_key(store_.max_key_bytes_,
                         {{"tenant", tenant}, {"user", user}, {"conv", conv}});
     if (!key.ok()) return key.error();
-    std::optional<std::string> value;
-    if (int rc = get_copy(txn_, store_.dbis_.receipts, key.value(), value))
-      return fail("mdb_get(receipts)", rc);
-    if (!value) return ReceiptCursors{};
-    return decode_receipts(*value);
+    auto value = get(kReceipts, key.value());
+    if (!value.ok()) return value.error();
+    if (!value.value()) return ReceiptCursors{};
+    return decode_receipts(*value.value());
   }
 
   Status put_receipts(std::string_view tenant, std::string_view user, std::string_view conv,
@@ -275,67 +281,71 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
     auto key = make_key(store_.max_key_bytes_,
                         {{"tenant", tenant}, {"user", user}, {"conv", conv}});
     if (!key.ok()) return key.error();
-    return put_value(store_.dbis_.receipts, "mdb_put(receipts)", key.value(),
-                     encode_receipts(cursors), 0);
+    put(kReceipts, std::move(key).value(), encode_receipts(cursors));
+    return ok_status();
   }
 
   // Records are numbered from 1 in the order they are appended: the next number is one past
-  // the last key (MDB_APPEND: keys only grow).
+  // the last key, in this write, the pending layer or LMDB.
   Status append_audit(std::string_view record) override {
-    MDB_cursor* cursor = nullptr;
-    if (int rc = mdb_cursor_open(txn_, store_.dbis_.audit, &cursor)) return fail("mdb_cursor_open(audit)", rc);
-    MDB_val k{}, v{};
-    int rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-    mdb_cursor_close(cursor);
-    std::uint64_t last = 0;
-    if (rc == MDB_SUCCESS) {
-      auto decoded = decode_seq(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size), "audit");
-      if (!decoded.ok()) return decoded.error();
-      last = decoded.value();
-    } else if (rc != MDB_NOTFOUND) {
-      return fail("mdb_cursor_get(audit)", rc);
+    std::optional<std::string> last;
+    if (!changes_[kAudit].empty()) last = changes_[kAudit].rbegin()->first;
+    if (!last && !store_.pending_[kAudit].empty()) last = store_.pending_[kAudit].rbegin()->first;
+    if (!last) {
+      CursorCloser closer;
+      if (int rc = mdb_cursor_open(snapshot_, store_.dbis_.audit, &closer.cursor))
+        return fail("mdb_cursor_open(audit)", rc);
+      MDB_val k{}, v{};
+      int rc = mdb_cursor_get(closer.cursor, &k, &v, MDB_LAST);
+      if (rc == MDB_SUCCESS) last = std::string(as_view(k));
+      else if (rc != MDB_NOTFOUND) return fail("mdb_cursor_get(audit)", rc);
     }
-    return put_value(store_.dbis_.audit, "mdb_put(audit)", encode_seq(last + 1), record, MDB_APPEND);
+    std::uint64_t number = 0;
+    if (last) {
+      auto decoded = decode_seq(*last, "audit");
+      if (!decoded.ok()) return decoded.error();
+      number = decoded.value();
+    }
+    put(kAudit, encode_seq(number + 1), std::string(record));
+    return ok_status();
   }
 
   Result<std::optional<std::string>> staged(std::string_view tenant, std::string_view conv,
                                             std::string_view id) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
     if (!key.ok()) return key.error();
-    std::optional<std::string> value;
-    if (int rc = get_copy(txn_, store_.dbis_.staged, key.value(), value)) return fail("mdb_get(staged)", rc);
-    if (!value) return value;
-    if (value->size() < kSeqBytes) return corrupt("staged", value->size());
-    return std::optional<std::string>(value->substr(kSeqBytes));
+    auto value = get(kStaged, key.value());
+    if (!value.ok() || !value.value()) return value;
+    if (value.value()->size() < kSeqBytes) return corrupt("staged", value.value()->size());
+    return std::optional<std::string>(value.value()->substr(kSeqBytes));
   }
 
   Status put_staged(std::string_view tenant, std::string_view conv, std::string_view id,
                     std::string_view frame) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
     if (!key.ok()) return key.error();
-    std::optional<std::string> counter;
-    if (int rc = get_copy(txn_, store_.dbis_.staged, kStageCounterKey, counter))
-      return fail("mdb_get(staged)", rc);
+    auto existing = get(kStaged, key.value());
+    if (!existing.ok()) return existing.error();
+    if (existing.value()) return refuse("store: " + std::string(id) + " is already staged");
+    auto counter = get(kStaged, kStageCounterKey);
+    if (!counter.ok()) return counter.error();
     std::uint64_t number = 1;
-    if (counter) {
-      auto last = decode_seq(*counter, "staged");
+    if (counter.value()) {
+      auto last = decode_seq(*counter.value(), "staged");
       if (!last.ok()) return last.error();
       number = last.value() + 1;
     }
     std::string numbered = encode_seq(number);
-    if (Status put = put_value(store_.dbis_.staged, "mdb_put(staged)", kStageCounterKey, numbered, 0);
-        !put.ok())
-      return put;
+    put(kStaged, kStageCounterKey, numbered);
     numbered.append(frame);
-    return put_value(store_.dbis_.staged, "mdb_put(staged)", key.value(), numbered, MDB_NOOVERWRITE);
+    put(kStaged, std::move(key).value(), std::move(numbered));
+    return ok_status();
   }
 
   Status erase_staged(std::string_view tenant, std::string_view conv, std::string_view id) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
     if (!key.ok()) return key.error();
-    MDB_val k = as_val(key.value());
-    int rc = mdb_del(txn_, store_.dbis_.staged, &k, nullptr);
-    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return fail("mdb_del(staged)", rc);
+    changes_[kStaged][std::move(key).value()] = std::nullopt;
     return ok_status();
   }
 
@@ -343,52 +353,42 @@ class LmdbLogStore::WriteTxn final : public LogTxn {
                          std::string_view record) override {
     auto key = make_key(store_.max_key_bytes_, {{"tenant", tenant}, {"conv", conv}, {"id", id}});
     if (!key.ok()) return key.error();
-    return put_value(store_.dbis_.dead, "mdb_put(dead)", key.value(), record, 0);
+    put(kDead, std::move(key).value(), std::string(record));
+    return ok_status();
   }
 
  private:
   Error fail(std::string_view call, int rc) {
-    if (rc == MDB_MAP_FULL) map_full_ = true;
     Error error = lmdb_error(call, rc);
     if (!failure_) failure_ = error;
     return error;
   }
+  Error refuse(std::string message) {
+    Error error = make_error(ErrorCode::unavailable, std::move(message));
+    if (!failure_) failure_ = error;
+    return error;
+  }
+
+  Result<std::optional<std::string>> get(Db db, std::string_view key) {
+    if (auto it = changes_[db].find(key); it != changes_[db].end()) return it->second;
+    auto found = store_.lookup(db, key, snapshot_);
+    if (!found.ok() && !failure_) failure_ = found.error();
+    return found;
+  }
+  void put(Db db, std::string key, std::string value) {
+    changes_[db][std::move(key)] = std::move(value);
+  }
 
   Result<Seq> head_at(const std::string& key) {
-    std::optional<std::string> value;
-    if (int rc = get_copy(txn_, store_.dbis_.heads, key, value)) return fail("mdb_get(heads)", rc);
-    if (!value) return Seq{0};
-    return decode_seq(*value, "heads");
-  }
-
-  Status put_value(MDB_dbi dbi, std::string_view call, std::string_view key,
-                   std::string_view data, unsigned flags) {
-    MDB_val k = as_val(key);
-    MDB_val v = as_val(data);
-    if (int rc = mdb_put(txn_, dbi, &k, &v, flags)) return fail(call, rc);
-    return ok_status();
-  }
-
-  // MDB_APPEND (which fills pages instead of splitting them in half) is valid only for a key
-  // above every key in the DB. One conversation's keys ascend, but conversations interleave,
-  // so it applies only when this conversation sorts last; otherwise a plain, checked put.
-  Result<unsigned> append_flags(std::string_view key) {
-    CursorCloser closer;
-    if (int rc = mdb_cursor_open(txn_, store_.dbis_.log, &closer.cursor))
-      return fail("mdb_cursor_open(log)", rc);
-    MDB_val last_key{};
-    MDB_val last_data{};
-    int rc = mdb_cursor_get(closer.cursor, &last_key, &last_data, MDB_LAST);
-    if (rc == MDB_NOTFOUND) return unsigned{MDB_APPEND};
-    if (rc != MDB_SUCCESS) return fail("mdb_cursor_get(log, MDB_LAST)", rc);
-    MDB_val new_key = as_val(key);
-    return mdb_cmp(txn_, store_.dbis_.log, &new_key, &last_key) > 0 ? unsigned{MDB_APPEND}
-                                                                     : unsigned{MDB_NOOVERWRITE};
+    auto value = get(kHeads, key);
+    if (!value.ok()) return value.error();
+    if (!value.value()) return Seq{0};
+    return decode_seq(*value.value(), "heads");
   }
 
   const LmdbLogStore& store_;
-  MDB_txn* txn_;
-  bool map_full_ = false;
+  MDB_txn* snapshot_;
+  std::array<std::map<std::string, std::optional<std::string>, std::less<>>, kDbs> changes_;
   std::optional<Error> failure_;
 };
 
@@ -455,7 +455,7 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
     const std::pair<const char*, MDB_dbi*> named[] = {
         {"log", &dbis.log},     {"ids", &dbis.ids},     {"receipts", &dbis.receipts},
         {"heads", &dbis.heads}, {"audit", &dbis.audit}, {"staged", &dbis.staged},
-        {"dead", &dbis.dead}};
+        {"dead", &dbis.dead},   {"meta", &dbis.meta}};
     for (const auto& [name, dbi] : named) {
       if (int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) {
         mdb_txn_abort(txn);
@@ -467,24 +467,94 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
 
   if (int rc = mdb_env_info(env, &info)) return lmdb_error("mdb_env_info", rc);
   std::unique_ptr<LmdbLogStore> store(
-      new LmdbLogStore(canonical.string(), env, dbis, cap, info.me_mapsize));
+      new LmdbLogStore(canonical.string(), env, dbis, cap, info.me_mapsize, options));
   rollback.env = nullptr;  // the store owns the environment and the directory claim now
   rollback.dir.clear();
+  if (Status recovered = store->recover(); !recovered.ok()) return recovered.error();
+  store->applier_ = std::thread([raw = store.get()] { raw->run_applier(); });
   return store;
 }
 
+// What the write-ahead log holds past LMDB's last applied batch goes into LMDB, in one durable
+// transaction, before anything else runs; then the log starts over.
+Status LmdbLogStore::recover() {
+  std::uint64_t applied = 0;
+  {
+    auto begun = begin(MDB_RDONLY);
+    if (!begun.ok()) return begun.error();
+    Txn txn = std::move(begun).value();
+    std::optional<std::string> value;
+    if (int rc = get_copy(txn.get(), dbis_.meta, kWalAppliedKey, value))
+      return lmdb_error("mdb_get(meta)", rc);
+    if (value) {
+      auto decoded = decode_seq(*value, "meta");
+      if (!decoded.ok()) return decoded.error();
+      applied = decoded.value();
+    }
+  }
+  auto batches = WriteAheadLog::read(path_, applied);
+  if (!batches.ok()) return batches.error();
+  if (!batches.value().empty()) {
+    const std::uint64_t last = batches.value().back().number;
+    Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
+      for (const WalBatch& batch : batches.value())
+        for (const WalChange& change : batch.changes) {
+          if (change.db >= kDbs) {
+            call = "wal: change for sub-database " + std::to_string(change.db);
+            return MDB_CORRUPTED;
+          }
+          MDB_val k = as_val(change.key);
+          int rc = change.value ? [&] {
+            MDB_val v = as_val(*change.value);
+            return mdb_put(txn, dbi(change.db), &k, &v, 0);
+          }() : mdb_del(txn, dbi(change.db), &k, nullptr);
+          if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+          if (rc != MDB_SUCCESS) {
+            call = change.value ? "mdb_put" : "mdb_del";
+            return rc;
+          }
+        }
+      std::string number = encode_seq(last);
+      MDB_val k = as_val(kWalAppliedKey), v = as_val(number);
+      call = "mdb_put(meta)";
+      return mdb_put(txn, dbis_.meta, &k, &v, 0);
+    });
+    if (!written.ok()) return written.error();
+    applied = last;
+  }
+  applied_ = applied;
+  last_batch_ = applied;
+  auto wal = WriteAheadLog::Open(path_);
+  if (!wal.ok()) return wal.error();
+  wal_ = std::move(wal).value();
+  return ok_status();
+}
+
 LmdbLogStore::LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_t max_map_bytes,
-                           std::size_t map_bytes)
+                           std::size_t map_bytes, const LmdbOptions& options)
     : path_(std::move(path)),
       env_(env),
       dbis_(dbis),
       max_map_bytes_(max_map_bytes),
       max_key_bytes_(static_cast<std::size_t>(mdb_env_get_maxkeysize(env))),
-      map_bytes_(map_bytes) {}
+      map_bytes_(map_bytes),
+      options_(options) {}
 
 LmdbLogStore::~LmdbLogStore() {
+  {
+    std::lock_guard<std::mutex> lock(apply_mutex_);
+    stopping_ = true;
+  }
+  apply_wanted_.notify_one();
+  if (applier_.joinable()) applier_.join();  // its last checkpoint applies everything
   mdb_env_close(env_);
   open_directories().release(path_);
+}
+
+MDB_dbi LmdbLogStore::dbi(std::size_t db) const {
+  const MDB_dbi all[kDbs] = {dbis_.log,   dbis_.ids,    dbis_.receipts, dbis_.heads,
+                             dbis_.audit, dbis_.staged, dbis_.dead,     dbis_.meta};
+  return all[db];
 }
 
 // ---- transactions and the map --------------------------------------------------------
@@ -550,50 +620,181 @@ Status LmdbLogStore::grow_map() {
 
 // ---- writing ---------------------------------------------------------------------------
 
+std::optional<Error> LmdbLogStore::write_refusal() {
+  std::lock_guard<std::mutex> lock(apply_mutex_);
+  return apply_failure_;
+}
+
 Status LmdbLogStore::write(const std::function<Status(LogTxn&)>& body) {
   std::lock_guard<std::mutex> writer(write_mutex_);
+  std::vector<WalChange> changes;
+  {
+    // Held while the body reads: a checkpoint drops applied entries from the pending layer only
+    // after LMDB has them, and never while this snapshot could still miss them.
+    std::shared_lock<std::shared_mutex> pending(pending_mutex_);
+    auto begun = begin(MDB_RDONLY);
+    if (!begun.ok()) return begun.error();
+    Txn snapshot = std::move(begun).value();
+    WalTxn txn(*this, snapshot.get());
+    Status status = body(txn);
+    if (!status.ok()) return status;
+    // A body that swallowed a refusal must not log what was refused.
+    if (txn.failure()) return *txn.failure();
+    changes = txn.take_changes();
+  }
+  if (changes.empty()) return ok_status();  // nothing to make durable (a body that only read)
+  if (std::optional<Error> refused = write_refusal()) return *refused;
+  const std::uint64_t number = last_batch_ + 1;
+  if (Status logged = wal_->append(number, changes); !logged.ok()) return logged;
+  last_batch_ = number;
+  {
+    std::unique_lock<std::shared_mutex> pending(pending_mutex_);
+    for (WalChange& change : changes) {
+      Pending& entry = pending_[change.db][std::move(change.key)];
+      entry.value = change.value ? std::make_shared<const std::string>(std::move(*change.value)) : nullptr;
+      entry.batch = number;
+    }
+  }
+  if (wal_->active_bytes() >= options_.apply_bytes) {
+    {
+      std::lock_guard<std::mutex> lock(apply_mutex_);
+      apply_requested_ = true;
+    }
+    apply_wanted_.notify_one();
+  }
+  return ok_status();
+}
+
+Status LmdbLogStore::write_lmdb(const std::function<int(MDB_txn*, std::string& failed_call)>& apply) {
   // Each MAP_FULL doubles the map, so this ends: at the cap grow_map returns "store full".
   for (;;) {
-    bool map_full = false;
-    Status status = attempt_write(body, map_full);
-    if (!map_full) return status;
+    int rc = MDB_SUCCESS;
+    std::string call;
+    {
+      auto begun = begin(0);
+      if (!begun.ok()) return begun.error();
+      Txn txn = std::move(begun).value();
+      rc = apply(txn.get(), call);
+      if (rc == MDB_SUCCESS) {
+        call = "mdb_txn_commit";
+        rc = txn.commit();
+      }
+    }  // aborted here unless committed, before the map lock is released
+    if (rc == MDB_SUCCESS) return ok_status();
+    if (rc != MDB_MAP_FULL) return lmdb_error(call, rc);
     if (Status grown = grow_map(); !grown.ok()) return grown;
   }
 }
 
-Status LmdbLogStore::attempt_write(const std::function<Status(LogTxn&)>& body, bool& map_full) {
-  auto begun = begin(0);
-  if (!begun.ok()) return begun.error();
-  Txn txn = std::move(begun).value();
-  WriteTxn log_txn(*this, txn.get());
-  Status status = body(log_txn);
-  // Every early return below aborts txn (~Txn) before the map lock is released.
-  if (log_txn.map_full()) {
-    map_full = true;
-    return *log_txn.failure();
+// A checkpoint: the log's batches up to the newest go into LMDB in one durable transaction,
+// then leave the pending layer. The log switches files first, so writes go on meanwhile into
+// the other file; a file is written again only once a checkpoint has applied all it held.
+Status LmdbLogStore::checkpoint() {
+  std::lock_guard<std::mutex> one_at_a_time(checkpoint_mutex_);
+  std::uint64_t upto = 0;
+  {
+    std::lock_guard<std::mutex> writer(write_mutex_);
+    upto = last_batch_;
+    if (upto == applied_) return ok_status();
+    // After a failed checkpoint the inactive file still holds unapplied batches: keep writing
+    // the active one until a checkpoint succeeds.
+    if (other_file_free_) {
+      wal_->rotate();
+      other_file_free_ = false;
+    }
   }
-  if (!status.ok()) return status;
-  // A body that swallowed an LMDB error must not commit what LMDB has refused.
-  if (log_txn.failure()) return *log_txn.failure();
-  int rc = txn.commit();
-  if (rc == MDB_MAP_FULL) map_full = true;  // the commit's own pages (free list) did not fit
-  if (rc != MDB_SUCCESS) return lmdb_error("mdb_txn_commit", rc);
+  // The entries to apply, each with its value as it stands (values are shared, not copied).
+  std::array<std::vector<std::pair<std::string, std::shared_ptr<const std::string>>>, kDbs> work;
+  {
+    std::shared_lock<std::shared_mutex> pending(pending_mutex_);
+    for (std::size_t db = 0; db < kDbs; ++db)
+      for (const auto& [key, entry] : pending_[db])
+        if (entry.batch <= upto) work[db].emplace_back(key, entry.value);
+  }
+  Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
+    for (std::size_t db = 0; db < kDbs; ++db) {
+      const MDB_dbi handle = dbi(db);
+      for (const auto& [key, value] : work[db]) {
+        MDB_val k = as_val(key);
+        int rc = MDB_SUCCESS;
+        if (value) {
+          MDB_val v = as_val(*value);
+          rc = mdb_put(txn, handle, &k, &v, 0);
+          call = "mdb_put";
+        } else {
+          rc = mdb_del(txn, handle, &k, nullptr);
+          if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+          call = "mdb_del";
+        }
+        if (rc != MDB_SUCCESS) return rc;
+      }
+    }
+    std::string number = encode_seq(upto);
+    MDB_val k = as_val(kWalAppliedKey), v = as_val(number);
+    call = "mdb_put(meta)";
+    return mdb_put(txn, dbis_.meta, &k, &v, 0);
+  });
+  if (!written.ok()) return written;
+  {
+    std::unique_lock<std::shared_mutex> pending(pending_mutex_);
+    for (std::size_t db = 0; db < kDbs; ++db)
+      for (const auto& [key, value] : work[db]) {
+        auto it = pending_[db].find(key);
+        if (it != pending_[db].end() && it->second.batch <= upto) pending_[db].erase(it);
+      }
+  }
+  applied_ = upto;
+  other_file_free_ = true;
   return ok_status();
 }
 
+void LmdbLogStore::run_applier() {
+  std::unique_lock<std::mutex> lock(apply_mutex_);
+  for (;;) {
+    const bool failing = apply_failure_.has_value();
+    apply_wanted_.wait_for(lock, failing ? std::chrono::milliseconds(1000) : options_.apply_interval,
+                           [&] { return stopping_ || (apply_requested_ && !failing); });
+    apply_requested_ = false;
+    const bool last = stopping_;
+    lock.unlock();
+    Status done = checkpoint();
+    lock.lock();
+    if (done.ok()) {
+      apply_failure_.reset();
+    } else {
+      apply_failure_ = done.error();
+    }
+    if (last) return;
+  }
+}
+
 // ---- reading ---------------------------------------------------------------------------
+// Every read holds pending_mutex_ shared and then takes its LMDB snapshot, so it sees each
+// committed write whole: in the pending layer, in LMDB, or (just after a checkpoint) in both,
+// where the pending entry wins.
+
+Result<std::optional<std::string>> LmdbLogStore::lookup(std::size_t db, std::string_view key,
+                                                        MDB_txn* txn) const {
+  if (auto it = pending_[db].find(key); it != pending_[db].end()) {
+    if (!it->second.value) return std::optional<std::string>();
+    return std::optional<std::string>(*it->second.value);
+  }
+  std::optional<std::string> value;
+  if (int rc = get_copy(txn, dbi(db), key, value)) return lmdb_error("mdb_get", rc);
+  return value;
+}
 
 Result<Seq> LmdbLogStore::head(std::string_view tenant, std::string_view conv) {
   auto key = make_key(max_key_bytes_, {{"tenant", tenant}, {"conv", conv}});
   if (!key.ok()) return key.error();
+  std::shared_lock<std::shared_mutex> pending(pending_mutex_);
   auto begun = begin(MDB_RDONLY);
   if (!begun.ok()) return begun.error();
   Txn txn = std::move(begun).value();
-  std::optional<std::string> value;
-  if (int rc = get_copy(txn.get(), dbis_.heads, key.value(), value))
-    return lmdb_error("mdb_get(heads)", rc);
-  if (!value) return Seq{0};
-  return decode_seq(*value, "heads");
+  auto value = lookup(kHeads, key.value(), txn.get());
+  if (!value.ok()) return value.error();
+  if (!value.value()) return Seq{0};
+  return decode_seq(*value.value(), "heads");
 }
 
 Result<std::vector<StoredMessage>> LmdbLogStore::read_after(std::string_view tenant,
@@ -609,24 +810,42 @@ Result<std::vector<StoredMessage>> LmdbLogStore::read_after(std::string_view ten
   // with prefix, since names hold no \0.
   const std::string_view prefix =
       std::string_view(start.value()).substr(0, start.value().size() - kSeqBytes);
+  auto in_conv = [&](std::string_view key) {
+    return key.size() == prefix.size() + kSeqBytes && key.substr(0, prefix.size()) == prefix;
+  };
 
+  std::shared_lock<std::shared_mutex> pending(pending_mutex_);
   auto begun = begin(MDB_RDONLY);
   if (!begun.ok()) return begun.error();
   Txn txn = std::move(begun).value();
-  CursorCloser closer;  // after txn: closed first
-  if (int rc = mdb_cursor_open(txn.get(), dbis_.log, &closer.cursor))
-    return lmdb_error("mdb_cursor_open(log)", rc);
-  MDB_val key = as_val(start.value());
-  MDB_val data{};
-  int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_SET_RANGE);
-  while (rc == MDB_SUCCESS && out.size() < limit) {
-    std::string_view found = as_view(key);
-    if (found.size() != prefix.size() + kSeqBytes || found.substr(0, prefix.size()) != prefix)
-      break;
-    out.push_back(StoredMessage{get_be64(found.substr(prefix.size())), std::string(as_view(data))});
-    rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT);
+  // Up to `limit` from each layer, merged by key (the pending one wins): the first `limit` of
+  // the union are among them.
+  std::map<std::string_view, std::string_view> merged;
+  {
+    CursorCloser closer;  // after txn: closed first
+    if (int rc = mdb_cursor_open(txn.get(), dbis_.log, &closer.cursor))
+      return lmdb_error("mdb_cursor_open(log)", rc);
+    MDB_val key = as_val(start.value());
+    MDB_val data{};
+    int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_SET_RANGE);
+    std::size_t taken = 0;
+    while (rc == MDB_SUCCESS && taken < limit && in_conv(as_view(key))) {
+      merged.emplace(as_view(key), as_view(data));  // valid until txn ends, after the copy below
+      ++taken;
+      rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(log)", rc);
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(log)", rc);
+  std::size_t taken = 0;
+  for (auto it = pending_[kLog].lower_bound(start.value());
+       it != pending_[kLog].end() && taken < limit && in_conv(it->first); ++it, ++taken) {
+    if (it->second.value) merged[it->first] = *it->second.value;
+    else merged.erase(it->first);
+  }
+  for (const auto& [key, frame] : merged) {
+    if (out.size() == limit) break;
+    out.push_back(StoredMessage{get_be64(key.substr(prefix.size())), std::string(frame)});
+  }
   return out;
 }
 
@@ -634,28 +853,38 @@ Result<ReceiptCursors> LmdbLogStore::receipts(std::string_view tenant, std::stri
                                               std::string_view conv) {
   auto key = make_key(max_key_bytes_, {{"tenant", tenant}, {"user", user}, {"conv", conv}});
   if (!key.ok()) return key.error();
+  std::shared_lock<std::shared_mutex> pending(pending_mutex_);
   auto begun = begin(MDB_RDONLY);
   if (!begun.ok()) return begun.error();
   Txn txn = std::move(begun).value();
-  std::optional<std::string> value;
-  if (int rc = get_copy(txn.get(), dbis_.receipts, key.value(), value))
-    return lmdb_error("mdb_get(receipts)", rc);
-  if (!value) return ReceiptCursors{};
-  return decode_receipts(*value);
+  auto value = lookup(kReceipts, key.value(), txn.get());
+  if (!value.ok()) return value.error();
+  if (!value.value()) return ReceiptCursors{};
+  return decode_receipts(*value.value());
 }
 
 Result<std::vector<StagedMessage>> LmdbLogStore::staged_messages() {
+  std::shared_lock<std::shared_mutex> pending(pending_mutex_);
   auto begun = begin(MDB_RDONLY);
   if (!begun.ok()) return begun.error();
   Txn txn = std::move(begun).value();
-  CursorCloser closer;  // after txn: closed first
-  if (int rc = mdb_cursor_open(txn.get(), dbis_.staged, &closer.cursor))
-    return lmdb_error("mdb_cursor_open(staged)", rc);
+  std::map<std::string_view, std::string_view> merged;
+  {
+    CursorCloser closer;  // after txn: closed first
+    if (int rc = mdb_cursor_open(txn.get(), dbis_.staged, &closer.cursor))
+      return lmdb_error("mdb_cursor_open(staged)", rc);
+    MDB_val key{}, data{};
+    int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_FIRST);
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT))
+      merged.emplace(as_view(key), as_view(data));
+    if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(staged)", rc);
+  }
+  for (const auto& [key, entry] : pending_[kStaged]) {
+    if (entry.value) merged[key] = *entry.value;
+    else merged.erase(key);
+  }
   std::vector<std::pair<std::uint64_t, StagedMessage>> numbered;
-  MDB_val key{}, data{};
-  int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_FIRST);
-  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT)) {
-    std::string_view k = as_view(key), v = as_view(data);
+  for (const auto& [k, v] : merged) {
     if (k == kStageCounterKey) continue;
     if (v.size() < kSeqBytes) return corrupt("staged", v.size());
     // tenant \0 conv \0 id
@@ -667,7 +896,6 @@ Result<std::vector<StagedMessage>> LmdbLogStore::staged_messages() {
                                       std::string(k.substr(second + 1)),
                                       std::string(v.substr(kSeqBytes))}});
   }
-  if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(staged)", rc);
   std::sort(numbered.begin(), numbered.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<StagedMessage> out;
@@ -694,12 +922,7 @@ Result<std::uint64_t> LmdbLogStore::map_size_bytes() {
   return static_cast<std::uint64_t>(map_bytes_);
 }
 
-Status LmdbLogStore::sync() {
-  std::shared_lock<std::shared_mutex> lock(map_mutex_);
-  if (map_lost_) return make_error(ErrorCode::unavailable, "store: the map was lost");
-  if (int rc = mdb_env_sync(env_, 1)) return lmdb_error("mdb_env_sync", rc);
-  return ok_status();
-}
+Status LmdbLogStore::sync() { return checkpoint(); }
 
 // ---- the audit log, read-only ------------------------------------------------------------
 
@@ -714,21 +937,45 @@ Status read_audit_log(const std::string& dir,
   MDB_txn* txn = nullptr;
   if (int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn)) return lmdb_error("mdb_txn_begin", rc);
   std::unique_ptr<MDB_txn, decltype(&mdb_txn_abort)> owned_txn(txn, &mdb_txn_abort);
+  // The records in LMDB, then those a running edge has in its write-ahead log only.
+  std::map<std::uint64_t, std::string> records;
+  std::uint64_t applied = 0;
+  MDB_dbi meta = 0;
+  if (mdb_dbi_open(txn, "meta", 0, &meta) == MDB_SUCCESS) {
+    std::optional<std::string> value;
+    if (int rc = get_copy(txn, meta, kWalAppliedKey, value)) return lmdb_error("mdb_get(meta)", rc);
+    if (value) {
+      auto decoded = decode_seq(*value, "meta");
+      if (!decoded.ok()) return decoded.error();
+      applied = decoded.value();
+    }
+  }
   MDB_dbi dbi = 0;
   int rc = mdb_dbi_open(txn, "audit", 0, &dbi);
-  if (rc == MDB_NOTFOUND) return ok_status();
-  if (rc) return lmdb_error("mdb_dbi_open(audit)", rc);
-  MDB_cursor* cursor = nullptr;
-  if ((rc = mdb_cursor_open(txn, dbi, &cursor))) return lmdb_error("mdb_cursor_open(audit)", rc);
-  std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> owned_cursor(cursor, &mdb_cursor_close);
-  MDB_val k{}, v{};
-  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    auto number = decode_seq(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size), "audit");
-    if (!number.ok()) return number.error();
-    each(number.value(), std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return lmdb_error("mdb_dbi_open(audit)", rc);
+  if (rc == MDB_SUCCESS) {
+    MDB_cursor* cursor = nullptr;
+    if ((rc = mdb_cursor_open(txn, dbi, &cursor))) return lmdb_error("mdb_cursor_open(audit)", rc);
+    std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> owned_cursor(cursor, &mdb_cursor_close);
+    MDB_val k{}, v{};
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+      auto number = decode_seq(as_view(k), "audit");
+      if (!number.ok()) return number.error();
+      records[number.value()] = std::string(as_view(v));
+    }
+    if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(audit)", rc);
   }
-  if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(audit)", rc);
+  auto logged = WriteAheadLog::read(dir, applied);
+  if (!logged.ok()) return logged.error();
+  for (const WalBatch& batch : logged.value())
+    for (const WalChange& change : batch.changes)
+      if (change.db == kAudit && change.value) {
+        auto number = decode_seq(change.key, "audit");
+        if (!number.ok()) return number.error();
+        records[number.value()] = *change.value;
+      }
+  for (const auto& [number, record] : records) each(number, record);
   return ok_status();
 }
 

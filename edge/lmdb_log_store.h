@@ -1,19 +1,32 @@
-// LmdbLogStore: the edge's durable LogStore over LMDB. Readers (head, read_after, receipts,
-// size_bytes) may be called from any thread, concurrently with write(); write() from one
-// writer thread at a time (the group-commit writer). Every commit is fsync'd before it returns.
+// LmdbLogStore: the edge's durable LogStore over LMDB and a write-ahead log. Readers (head,
+// read_after, receipts, size_bytes) may be called from any thread, concurrently with write();
+// write() from one writer thread at a time (the group-commit writer).
+//
+// A write is durable when write() returns: its changes are one record of the write-ahead log
+// (write_ahead_log.h), synced, and held in memory (the pending layer, which every read sees
+// over LMDB). An applier thread moves them into LMDB in bigger transactions (a checkpoint:
+// every apply_bytes of log or apply_interval, and at close), each committed durably, then
+// drops them from memory and reuses the log file. Opening the store applies whatever the log
+// holds that LMDB does not (a crash, kill -9 or power loss after an ack). docs/reliability.md.
 #pragma once
 
 #include <lmdb.h>
 
+#include <array>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "waymark/log_store.h"
+#include "write_ahead_log.h"
 
 namespace waymark::edge {
 
@@ -27,6 +40,10 @@ struct LmdbOptions {
   std::size_t max_map_bytes = std::size_t{1} << 40;  // 1 TiB
   // Reader lock-table slots: concurrent read transactions across all processes.
   unsigned max_readers = 126;
+  // A checkpoint starts once the active write-ahead log file holds this many bytes, or
+  // apply_interval after the last one if anything is pending.
+  std::uint64_t apply_bytes = std::uint64_t{4} << 20;  // 4 MiB
+  std::chrono::milliseconds apply_interval{100};
 };
 
 // The layout: four named sub-databases; every seq is 8 bytes big-endian, so that in keys byte
@@ -35,6 +52,7 @@ struct LmdbOptions {
 //   "ids"      tenant \0 conv \0 id         -> seq (8 BE)
 //   "receipts" tenant \0 user \0 conv       -> delivered (8 BE) read (8 BE)
 //   "heads"    tenant \0 conv               -> seq (8 BE)
+//   "meta"     "wal_applied"                -> the last write-ahead log batch in LMDB (8 BE)
 // The \0 separator is unambiguous because no tenant, conv, user or id may contain \0 (the
 // identifier rules); the store checks it anyway and refuses such a name with `invalid`, since
 // a tenant from a token's claim is not covered by those rules. Because \0 sorts first, one
@@ -43,9 +61,11 @@ struct LmdbOptions {
 // Errors: every LMDB return code is checked; a failure is Error{unavailable, "lmdb: <call>:
 // <mdb_strerror>"}. A bad name is Error{invalid, ...}.
 //
-// Map growth: on MDB_MAP_FULL anywhere in a write, the transaction is aborted, the map doubled
-// (up to max_map_bytes) and the whole body run again; so a write body must be safe to re-run
-// (commit_batch's is: it only touches the LogTxn and its own outcome vector).
+// Map growth: on MDB_MAP_FULL in a checkpoint, its transaction is aborted, the map doubled (up
+// to max_map_bytes) and the checkpoint run again. At the cap the checkpoint fails with "store
+// full" and every later write() is refused with that error until a restart with a bigger cap
+// (what was acknowledged stays in the log and is applied then). Other checkpoint failures
+// (a disk that is full) refuse writes the same way and are retried every second.
 //
 // LMDB allows one open environment per directory per process: a second Open of the same
 // directory while the first store lives is refused.
@@ -67,21 +87,21 @@ class LmdbLogStore final : public LogStore {
                                   std::string_view conv) override;
   Result<std::vector<StagedMessage>> staged_messages() override;
 
-  // Runs body in one LMDB write transaction and commits it durably if body returns ok.
-  // REQUIRES: body uses only the LogTxn it is given (not this store's reader methods), and is
-  // safe to run more than once (see "Map growth" above).
+  // Runs body against what is committed; if it returns ok, its changes are one synced
+  // write-ahead log record and visible to readers when write() returns.
+  // REQUIRES: body uses only the LogTxn it is given (not this store's reader methods).
   Status write(const std::function<Status(LogTxn&)>& body) override;
 
   // Bytes of the map in use ((last page + 1) * page size): the lmdb_size metric.
   Result<std::uint64_t> size_bytes() override;
   // The current map size: what the store may hold before it next grows.
   Result<std::uint64_t> map_size_bytes();
-  // Flushes to disk. Commits already fsync; this is for callers that want to be explicit.
+  // A checkpoint now: everything written so far applied to LMDB and committed durably.
   Status sync();
   const std::string& path() const { return path_; }
 
  private:
-  struct Dbis {
+  struct Dbis {  // by Db (the .cpp), in this order
     MDB_dbi log = 0;
     MDB_dbi ids = 0;
     MDB_dbi receipts = 0;
@@ -91,18 +111,35 @@ class LmdbLogStore final : public LogStore {
     // the key "\0" holds the last stage number handed out.
     MDB_dbi staged = 0;
     MDB_dbi dead = 0;    // (tenant, conv, id) -> dead letter record (JSON)
+    MDB_dbi meta = 0;    // "wal_applied" -> 8 BE
   };
-  class Txn;       // an MDB_txn and the map lock it holds; defined in the .cpp
-  class WriteTxn;  // the LogTxn over a write Txn
+  static constexpr std::size_t kDbs = 8;
+  class Txn;     // an MDB_txn and the map lock it holds; defined in the .cpp
+  class WalTxn;  // the LogTxn of write(): its changes over the pending layer over LMDB
+  // A written change not yet in LMDB: the value (null: erased) and the batch that wrote it.
+  struct Pending {
+    std::shared_ptr<const std::string> value;
+    std::uint64_t batch = 0;
+  };
+  using PendingDb = std::map<std::string, Pending, std::less<>>;
 
   LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_t max_map_bytes,
-               std::size_t map_bytes);
+               std::size_t map_bytes, const LmdbOptions& options);
 
+  MDB_dbi dbi(std::size_t db) const;
   Result<Txn> begin(unsigned flags);
   Status adopt_resized_map();
   Status grow_map();
-  Status attempt_write(const std::function<Status(LogTxn&)>& body, bool& map_full);
   Status set_map_size_locked(std::size_t bytes);
+  // One durable LMDB write transaction running apply (map growth retried), as a checkpoint and
+  // the recovery at open use it.
+  Status write_lmdb(const std::function<int(MDB_txn*, std::string& failed_call)>& apply);
+  // Looks key up in the pending layer, then in LMDB through txn. REQUIRES: pending_mutex_ held.
+  Result<std::optional<std::string>> lookup(std::size_t db, std::string_view key, MDB_txn* txn) const;
+  Status recover();
+  Status checkpoint();
+  void run_applier();
+  std::optional<Error> write_refusal();
 
   std::string path_;
   MDB_env* env_ = nullptr;
@@ -115,7 +152,25 @@ class LmdbLogStore final : public LogStore {
   std::shared_mutex map_mutex_;
   std::size_t map_bytes_ = 0;  // guarded by map_mutex_
   bool map_lost_ = false;      // a remap failed: LMDB has no map; guarded by map_mutex_
-  std::mutex write_mutex_;     // one write() at a time, so growth never races a writer
+  std::mutex write_mutex_;     // one write() at a time; guards wal_ and last_batch_
+
+  LmdbOptions options_;
+  std::unique_ptr<WriteAheadLog> wal_;
+  std::uint64_t last_batch_ = 0;  // the last batch in the log; guarded by write_mutex_
+
+  mutable std::shared_mutex pending_mutex_;
+  std::array<PendingDb, kDbs> pending_;  // guarded by pending_mutex_
+
+  std::mutex checkpoint_mutex_;  // one checkpoint at a time (the applier, sync(), close)
+  std::uint64_t applied_ = 0;    // the last batch in LMDB; guarded by checkpoint_mutex_
+  bool other_file_free_ = true;  // the last checkpoint applied the inactive log file; ditto
+
+  std::mutex apply_mutex_;
+  std::condition_variable apply_wanted_;
+  bool stopping_ = false;              // guarded by apply_mutex_
+  bool apply_requested_ = false;       // the active log file reached apply_bytes; ditto
+  std::optional<Error> apply_failure_;  // a checkpoint failed: writes refused; ditto
+  std::thread applier_;
 };
 
 // Reads the audit log of the store in dir, oldest first, without writing anything: safe while
