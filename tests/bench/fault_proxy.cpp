@@ -131,6 +131,11 @@ void FaultProxy::set_mode(Mode mode) {
   }
   char c = 'm';
   (void)!write(wake_[1], &c, 1);
+  // Returns once the proxy's thread has taken the new mode: a cut that is still pending would
+  // let bytes the relay writes next through (seen under load: partition sends sequenced before
+  // the heal). Bounded, in case the thread has stopped.
+  for (int waited = 0; applied_mode_.load() != mode && waited < 5000; ++waited)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void FaultProxy::run() {
@@ -149,6 +154,7 @@ void FaultProxy::run() {
       pairs.clear();
     }
     applied = mode;
+    applied_mode_.store(mode);
     fds.clear();
     owner.clear();
     fds.push_back({wake_[0], POLLIN, 0});

@@ -31,6 +31,7 @@ class FaultProxy {
 
   bool ok() const { return listener_ >= 0; }
   int port() const { return port_; }
+  // Returns once the proxy's thread acts on the new mode.
   void set_mode(Mode mode);
   Mode mode() const { return mode_.load(); }
 
@@ -52,6 +53,7 @@ class FaultProxy {
   int port_ = 0;
   int wake_[2] = {-1, -1};
   std::atomic<Mode> mode_{Mode::forward};
+  std::atomic<Mode> applied_mode_{Mode::forward};  // what the thread acts on now
   std::atomic<bool> stopping_{false};
   std::atomic<std::int64_t> first_accept_ns_{0}, first_reply_ns_{0};
   std::atomic<bool> healed_{false};  // set by a heal, cleared once both stamps are taken
