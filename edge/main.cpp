@@ -76,6 +76,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-map-bytes", options.max_map_bytes,
                  "Cap on the LMDB map; past it sends are refused with nack retry:true (a full disk)")
       ->capture_default_str();
+  LmdbOptions store_options;
+  std::uint64_t checkpoint_ms = static_cast<std::uint64_t>(store_options.apply_interval.count());
+  app.add_option("--checkpoint-bytes", store_options.apply_bytes,
+                 "Write-ahead log bytes that start a checkpoint into LMDB (docs/reliability.md)")
+      ->capture_default_str()->check(CLI::Range(std::uint64_t{64} << 10, std::uint64_t{1} << 32));
+  app.add_option("--checkpoint-ms", checkpoint_ms, "A checkpoint at least this often while writes are pending")
+      ->capture_default_str()->check(CLI::Range(1, 60000));
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 
@@ -222,7 +229,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  LmdbOptions store_options;
+  store_options.apply_interval = std::chrono::milliseconds(checkpoint_ms);
   store_options.max_map_bytes = options.max_map_bytes;
   store_options.initial_map_bytes = std::min(store_options.initial_map_bytes, options.max_map_bytes);
   auto store = LmdbLogStore::Open(options.data_dir, store_options);
