@@ -199,7 +199,9 @@ const std::string kWalAppliedKey = "wal_applied";
 class LmdbLogStore::WalTxn final : public LogTxn {
  public:
   // REQUIRES: the caller holds store.pending_mutex_ (shared) for the txn's whole life.
-  WalTxn(const LmdbLogStore& store, MDB_txn* snapshot) : store_(store), snapshot_(snapshot) {}
+  WalTxn(const LmdbLogStore& store, MDB_txn* snapshot) : store_(store), snapshot_(snapshot) {
+    for (std::size_t db = 0; db < kDbs; ++db) changes_[db].set_ordered(ordered_db(db));
+  }
 
   const std::optional<Error>& failure() const { return failure_; }
 
@@ -207,8 +209,9 @@ class LmdbLogStore::WalTxn final : public LogTxn {
   std::vector<WalChange> take_changes() {
     std::vector<WalChange> out;
     for (std::size_t db = 0; db < kDbs; ++db)
-      for (auto& [key, value] : changes_[db])
+      changes_[db].for_each([&](const std::string& key, std::optional<std::string>& value) {
         out.push_back(WalChange{static_cast<std::uint8_t>(db), key, std::move(value)});
+      });
     return out;
   }
 
@@ -289,8 +292,9 @@ class LmdbLogStore::WalTxn final : public LogTxn {
   // the last key, in this write, the pending layer or LMDB.
   Status append_audit(std::string_view record) override {
     std::optional<std::string> last;
-    if (!changes_[kAudit].empty()) last = changes_[kAudit].rbegin()->first;
-    if (!last && !store_.pending_[kAudit].empty()) last = store_.pending_[kAudit].rbegin()->first;
+    if (!changes_[kAudit].empty()) last = changes_[kAudit].ordered().rbegin()->first;
+    if (!last && !store_.pending_[kAudit].empty())
+      last = store_.pending_[kAudit].ordered().rbegin()->first;
     if (!last) {
       CursorCloser closer;
       if (int rc = mdb_cursor_open(snapshot_, store_.dbis_.audit, &closer.cursor))
@@ -370,7 +374,7 @@ class LmdbLogStore::WalTxn final : public LogTxn {
   }
 
   Result<std::optional<std::string>> get(Db db, std::string_view key) {
-    if (auto it = changes_[db].find(key); it != changes_[db].end()) return it->second;
+    if (const auto* change = changes_[db].find(key)) return *change;
     auto found = store_.lookup(db, key, snapshot_);
     if (!found.ok() && !failure_) failure_ = found.error();
     return found;
@@ -388,7 +392,7 @@ class LmdbLogStore::WalTxn final : public LogTxn {
 
   const LmdbLogStore& store_;
   MDB_txn* snapshot_;
-  std::array<std::map<std::string, std::optional<std::string>, std::less<>>, kDbs> changes_;
+  std::array<detail::KeyTable<std::optional<std::string>>, kDbs> changes_;
   std::optional<Error> failure_;
 };
 
@@ -538,7 +542,9 @@ LmdbLogStore::LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_
       max_map_bytes_(max_map_bytes),
       max_key_bytes_(static_cast<std::size_t>(mdb_env_get_maxkeysize(env))),
       map_bytes_(map_bytes),
-      options_(options) {}
+      options_(options) {
+  for (std::size_t db = 0; db < kDbs; ++db) pending_[db].set_ordered(ordered_db(db));
+}
 
 LmdbLogStore::~LmdbLogStore() {
   {
@@ -550,6 +556,8 @@ LmdbLogStore::~LmdbLogStore() {
   mdb_env_close(env_);
   open_directories().release(path_);
 }
+
+bool LmdbLogStore::ordered_db(std::size_t db) { return db == kLog || db == kAudit; }
 
 MDB_dbi LmdbLogStore::dbi(std::size_t db) const {
   const MDB_dbi all[kDbs] = {dbis_.log,   dbis_.ids,    dbis_.receipts, dbis_.heads,
@@ -708,8 +716,15 @@ Status LmdbLogStore::checkpoint() {
   {
     std::shared_lock<std::shared_mutex> pending(pending_mutex_);
     for (std::size_t db = 0; db < kDbs; ++db)
-      for (const auto& [key, entry] : pending_[db])
+      pending_[db].for_each([&](const std::string& key, const Pending& entry) {
         if (entry.batch <= upto) work[db].emplace_back(key, entry.value);
+      });
+  }
+  // In key order: neighbouring keys share LMDB pages.
+  for (auto& entries : work) {
+    if (!std::is_sorted(entries.begin(), entries.end(),
+                        [](const auto& a, const auto& b) { return a.first < b.first; }))
+      std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   }
   Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
     for (std::size_t db = 0; db < kDbs; ++db) {
@@ -739,8 +754,8 @@ Status LmdbLogStore::checkpoint() {
     std::unique_lock<std::shared_mutex> pending(pending_mutex_);
     for (std::size_t db = 0; db < kDbs; ++db)
       for (const auto& [key, value] : work[db]) {
-        auto it = pending_[db].find(key);
-        if (it != pending_[db].end() && it->second.batch <= upto) pending_[db].erase(it);
+        const Pending* entry = pending_[db].find(key);
+        if (entry && entry->batch <= upto) pending_[db].erase(key);
       }
   }
   applied_ = upto;
@@ -775,9 +790,9 @@ void LmdbLogStore::run_applier() {
 
 Result<std::optional<std::string>> LmdbLogStore::lookup(std::size_t db, std::string_view key,
                                                         MDB_txn* txn) const {
-  if (auto it = pending_[db].find(key); it != pending_[db].end()) {
-    if (!it->second.value) return std::optional<std::string>();
-    return std::optional<std::string>(*it->second.value);
+  if (const Pending* entry = pending_[db].find(key)) {
+    if (!entry->value) return std::optional<std::string>();
+    return std::optional<std::string>(*entry->value);
   }
   std::optional<std::string> value;
   if (int rc = get_copy(txn, dbi(db), key, value)) return lmdb_error("mdb_get", rc);
@@ -837,8 +852,9 @@ Result<std::vector<StoredMessage>> LmdbLogStore::read_after(std::string_view ten
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(log)", rc);
   }
   std::size_t taken = 0;
-  for (auto it = pending_[kLog].lower_bound(start.value());
-       it != pending_[kLog].end() && taken < limit && in_conv(it->first); ++it, ++taken) {
+  const auto& log = pending_[kLog].ordered();
+  for (auto it = log.lower_bound(start.value()); it != log.end() && taken < limit && in_conv(it->first);
+       ++it, ++taken) {
     if (it->second.value) merged[it->first] = *it->second.value;
     else merged.erase(it->first);
   }
@@ -879,10 +895,10 @@ Result<std::vector<StagedMessage>> LmdbLogStore::staged_messages() {
       merged.emplace(as_view(key), as_view(data));
     if (rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(staged)", rc);
   }
-  for (const auto& [key, entry] : pending_[kStaged]) {
+  pending_[kStaged].for_each([&](const std::string& key, const Pending& entry) {
     if (entry.value) merged[key] = *entry.value;
     else merged.erase(key);
-  }
+  });
   std::vector<std::pair<std::uint64_t, StagedMessage>> numbered;
   for (const auto& [k, v] : merged) {
     if (k == kStageCounterKey) continue;

@@ -24,11 +24,69 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include "waymark/log_store.h"
 #include "write_ahead_log.h"
 
 namespace waymark::edge {
+
+namespace detail {
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+};
+
+// Keys to values, ordered (for ranges and the last key) or hashed (point lookups only, which
+// are most of the writer's: ids, heads, receipts): the store's pending layer and one write's
+// changes, per sub-database.
+template <class Value>
+class KeyTable {
+ public:
+  using Ordered = std::map<std::string, Value, std::less<>>;
+  explicit KeyTable(bool ordered = true) : ordered_(ordered) {}
+  void set_ordered(bool ordered) { ordered_ = ordered; }
+
+  const Value* find(std::string_view key) const {
+    if (ordered_) {
+      auto it = map_.find(key);
+      return it == map_.end() ? nullptr : &it->second;
+    }
+    auto it = hash_.find(key);
+    return it == hash_.end() ? nullptr : &it->second;
+  }
+  Value& operator[](std::string key) { return ordered_ ? map_[std::move(key)] : hash_[std::move(key)]; }
+  void erase(std::string_view key) {
+    if (ordered_) {
+      if (auto it = map_.find(key); it != map_.end()) map_.erase(it);
+    } else if (auto it = hash_.find(key); it != hash_.end()) {
+      hash_.erase(it);
+    }
+  }
+  bool empty() const { return ordered_ ? map_.empty() : hash_.empty(); }
+  template <class F>
+  void for_each(F&& f) {
+    if (ordered_)
+      for (auto& [key, value] : map_) f(key, value);
+    else
+      for (auto& [key, value] : hash_) f(key, value);
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    if (ordered_)
+      for (const auto& [key, value] : map_) f(key, value);
+    else
+      for (const auto& [key, value] : hash_) f(key, value);
+  }
+  // REQUIRES: an ordered table.
+  const Ordered& ordered() const { return map_; }
+
+ private:
+  bool ordered_;
+  Ordered map_;
+  std::unordered_map<std::string, Value, StringHash, std::equal_to<>> hash_;
+};
+}  // namespace detail
 
 // Where the map starts and how far it may grow. A plain struct; the defaults suit a node.
 struct LmdbOptions {
@@ -121,7 +179,10 @@ class LmdbLogStore final : public LogStore {
     std::shared_ptr<const std::string> value;
     std::uint64_t batch = 0;
   };
-  using PendingDb = std::map<std::string, Pending, std::less<>>;
+  using PendingDb = detail::KeyTable<Pending>;
+  // The log's and the audit log's tables are ordered (read_after's ranges, the last audit
+  // number); the others are hashed.
+  static bool ordered_db(std::size_t db);
 
   LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_t max_map_bytes,
                std::size_t map_bytes, const LmdbOptions& options);
