@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -541,21 +542,86 @@ void put_rid(json::object& o, const std::optional<std::string>& rid) {
   if (rid) o["rid"] = *rid;
 }
 
-// The msg frame: every field but the body through boost::json, then the body as sent.
+// One JSON object's text built field by field, in the order written: for the frames the edge
+// writes per message (msg, ack), without a DOM. Keys are the codec's own names (no escaping);
+// a string value is escaped exactly as boost::json escapes it.
+class ObjectText {
+ public:
+  explicit ObjectText(std::size_t reserve) {
+    text_.reserve(reserve);
+    text_ += '{';
+  }
+  ObjectText& str(std::string_view key, std::string_view value) {
+    this->key(key);
+    bool plain = true;
+    for (char c : value)
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+        plain = false;
+        break;
+      }
+    if (plain) {
+      text_ += '"';
+      text_ += value;
+      text_ += '"';
+    } else {
+      text_ += json_quote(value);
+    }
+    return *this;
+  }
+  template <class Integer>
+  ObjectText& num(std::string_view key, Integer value) {
+    this->key(key);
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+    text_.append(digits, end);
+    return *this;
+  }
+  ObjectText& yes(std::string_view key) {  // "key":true
+    this->key(key);
+    text_ += "true";
+    return *this;
+  }
+  ObjectText& raw(std::string_view key, std::string_view json_text) {
+    this->key(key);
+    text_ += json_text;
+    return *this;
+  }
+  std::string done() {
+    text_ += '}';
+    return std::move(text_);
+  }
+
+ private:
+  void key(std::string_view name) {
+    if (text_.size() > 1) text_ += ',';
+    text_ += '"';
+    text_ += name;
+    text_ += "\":";
+  }
+  std::string text_;
+};
+
+// The msg frame, its body last as sent.
 std::string serialize_msg(const Msg& m) {
-  json::object o;
-  o["t"] = "msg";
-  o["conv"] = m.conv;
-  if (m.seq) o["seq"] = *m.seq;
-  if (m.provisional) o["prov"] = true;
-  o["id"] = m.id;
-  o["from"] = m.from;
-  o["ts"] = m.ts;
-  if (m.cts) o["cts"] = *m.cts;
-  if (m.trace) o["trace"] = *m.trace;
-  std::string text = json::serialize(o);
-  append_raw_member(text, "body", m.body.text);
-  return text;
+  ObjectText o(128 + m.conv.size() + m.id.size() + m.from.size() + m.body.text.size());
+  o.str("t", "msg").str("conv", m.conv);
+  if (m.seq) o.num("seq", *m.seq);
+  if (m.provisional) o.yes("prov");
+  o.str("id", m.id).str("from", m.from).num("ts", m.ts);
+  if (m.cts) o.num("cts", *m.cts);
+  if (m.trace) o.str("trace", *m.trace);
+  return o.raw("body", m.body.text).done();
+}
+
+std::string serialize_ack(const Ack& f) {
+  ObjectText o(96 + f.conv.size() + f.id.size());
+  o.str("t", "ack").str("conv", f.conv).str("id", f.id);
+  if (f.seq) o.num("seq", *f.seq);
+  o.num("ts", f.ts);
+  if (f.trace) o.str("trace", *f.trace);
+  if (f.dup) o.yes("dup");
+  if (f.rid) o.str("rid", *f.rid);
+  return o.done();
 }
 
 std::string serialize_send(const Send& f) {
@@ -729,6 +795,7 @@ std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, 
 std::string serialize(const Frame& frame) {
   if (const Msg* m = std::get_if<Msg>(&frame)) return serialize_msg(*m);
   if (const Send* send = std::get_if<Send>(&frame)) return serialize_send(*send);
+  if (const Ack* ack = std::get_if<Ack>(&frame)) return serialize_ack(*ack);
   if (const Page* page = std::get_if<Page>(&frame)) {
     std::vector<std::string> msgs;
     msgs.reserve(page->msgs.size());

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include <limits>
 #include <set>
 #include <string>
 #include <string_view>
@@ -205,6 +206,64 @@ TEST_CASE("codec: edge frames round-trip with optional fields present and absent
                            ErrorCode::rate_limited, ErrorCode::unavailable}) {
       check_round_trip(Err{code, "conv: must be ...", std::nullopt}, kFromEdge);
       check_round_trip(Err{code, "", "e-1"}, kFromEdge);
+    }
+  }
+}
+
+TEST_CASE("codec: msg and ack text is what boost::json writes for the same fields", "[codec]") {
+  // The edge writes these two per message without a DOM; the DOM is the oracle here.
+  const std::vector<std::string> names = {
+      "ops", "with \"quotes\" and \\ back", std::string("nul\0and\x01\x1f", 11), "tab\tnew\nline\r",
+      "del\x7f", "caf\xc3\xa9 \xe2\x9c\x93", ""};
+  for (const std::string& name : names) {
+    for (bool full : {false, true}) {
+      Msg m;
+      m.conv = name.empty() ? "c" : name;
+      m.id = "id-" + name;
+      m.from = name;
+      m.ts = full ? -1 : std::numeric_limits<TimeMs>::max();
+      m.body = JsonText{R"({"text":"x"})"};
+      json::object expected{{"t", "msg"}, {"conv", m.conv}};
+      if (full) {
+        m.seq = std::numeric_limits<Seq>::max();
+        expected["seq"] = *m.seq;
+      } else {
+        m.provisional = true;
+        expected["prov"] = true;
+      }
+      expected["id"] = m.id;
+      expected["from"] = m.from;
+      expected["ts"] = m.ts;
+      if (full) {
+        m.cts = 1700000000000;
+        m.trace = "00-" + name;
+        expected["cts"] = *m.cts;
+        expected["trace"] = *m.trace;
+      }
+      std::string text = json::serialize(expected);
+      text.pop_back();
+      text += R"(,"body":{"text":"x"}})";
+      CHECK(serialize(Frame{m}) == text);
+
+      Ack a;
+      a.conv = m.conv;
+      a.id = m.id;
+      a.ts = m.ts;
+      json::object ack{{"t", "ack"}, {"conv", a.conv}, {"id", a.id}};
+      if (full) {
+        a.seq = 0;
+        ack["seq"] = *a.seq;
+      }
+      ack["ts"] = a.ts;
+      if (full) {
+        a.trace = m.trace;
+        a.dup = true;
+        a.rid = name;
+        ack["trace"] = *a.trace;
+        ack["dup"] = true;
+        ack["rid"] = *a.rid;
+      }
+      CHECK(serialize(Frame{a}) == json::serialize(ack));
     }
   }
 }
