@@ -65,12 +65,17 @@ std::string send_text(const std::string& conv, const std::string& id, const std:
   return text;
 }
 
-// A harness message id: kind ('c' ingest connection, 'p' publisher), who, 'n', counter.
+// A harness message id: kind ('c' ingest connection, 'p' publisher), who, 'n', the counter in 20
+// digits. Zero-padded, so that one sender's ids ascend as the SDK's do (ULID-like: the time
+// first, make_message_id), and about as long (24 characters against 26): the store's id index
+// sees what real clients send, not ids that sort out of order ("c1n10" < "c1n9").
 std::string message_id(char kind, std::size_t who, std::int64_t counter) {
   std::string id(1, kind);
   id += std::to_string(who);
   id += 'n';
-  id += std::to_string(counter);
+  std::string digits = std::to_string(counter);
+  id.append(digits.size() < 20 ? 20 - digits.size() : 0, '0');
+  id += digits;
   return id;
 }
 
