@@ -2,11 +2,13 @@
 #include "waymark/codec.h"
 
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 
 #include <charconv>
 #include <cmath>
 #include <limits>
 
+#include "codec_internal.h"
 #include "json_scan.h"
 #include "waymark/auth.h"
 #include "waymark/identifiers.h"
@@ -901,6 +903,146 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
                         (direction == Direction::from_client ? " for a client" : " for an edge"));
 }
 
+// ---- the send fast path ----
+// A client's send is most of what an edge parses. This reads one without a DOM: boost::json's
+// basic_parser validates the whole text exactly as json::parse does (syntax, UTF-8, depth, one
+// value and nothing after it) and calls back with the top-level members, which are kept as
+// they come. A frame it reads whole and finds valid by every rule parse_send applies becomes
+// the Send here; anything else (an error to report, a duplicate or unusual member) returns
+// nullopt and goes the DOM way, which says exactly what is wrong.
+class SendScan {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  // What the top level held, for the fields parse_send reads.
+  enum Field : unsigned { kT, kConv, kId, kBody, kCts, kTrace, kRid, kAs, kFields, kOther };
+  std::string strings[kFields];
+  std::int64_t cts = 0;
+  unsigned seen = 0;          // bit per Field
+  bool unusual = false;       // a duplicate, a wrong kind, a non-finite number, an escape in a key
+  bool top_is_object = false;
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_object_begin(json::error_code&) {
+    if (depth_++ == 0) top_is_object = true;
+    else if (depth_ == 2) value_begins(Kind::nested);
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    --depth_;
+    return true;
+  }
+  bool on_array_begin(json::error_code&) {
+    if (depth_++ == 1) value_begins(Kind::nested);
+    return true;
+  }
+  bool on_array_end(std::size_t, json::error_code&) {
+    --depth_;
+    return true;
+  }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    if (depth_ == 1) key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    if (depth_ != 1) return true;
+    key_.append(s.data(), s.size());
+    field_ = field_of(key_);
+    key_.clear();
+    if (field_ != kOther) {
+      if (seen & (1u << field_)) unusual = true;  // duplicate: boost::json keeps one, say which way
+      seen |= 1u << field_;
+    }
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    if (depth_ == 1 && field_ < kFields) strings[field_].append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    if (depth_ != 1) return true;
+    if (field_ < kFields) strings[field_].append(s.data(), s.size());
+    return value_begins(Kind::string);
+  }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+    if (depth_ == 1 && field_ == kCts) cts = i;
+    return depth_ == 1 ? value_begins(Kind::int64) : true;
+  }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) {
+    return depth_ == 1 ? value_begins(Kind::other) : true;
+  }
+  bool on_double(double d, json::string_view, json::error_code&) {
+    if (!std::isfinite(d)) unusual = true;
+    return depth_ == 1 ? value_begins(Kind::other) : true;
+  }
+  bool on_bool(bool, json::error_code&) { return depth_ == 1 ? value_begins(Kind::other) : true; }
+  bool on_null(json::error_code&) { return depth_ == 1 ? value_begins(Kind::other) : true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  enum class Kind { string, int64, nested, other };
+
+  static Field field_of(std::string_view key) {
+    static constexpr std::string_view kNames[kFields] = {"t", "conv", "id", "body", "cts", "trace", "rid", "as"};
+    for (unsigned f = 0; f < kFields; ++f)
+      if (key == kNames[f]) return static_cast<Field>(f);
+    return kOther;
+  }
+  // The top-level value of the member just keyed is of this kind: right for its field or not.
+  bool value_begins(Kind kind) {
+    switch (field_) {
+      case kBody: break;  // any value
+      case kCts: if (kind != Kind::int64) unusual = true; break;
+      case kOther: break;
+      default: if (kind != Kind::string) unusual = true; break;
+    }
+    return true;
+  }
+
+  std::size_t depth_ = 0;
+  std::string key_;
+  Field field_ = kOther;
+};
+
+std::optional<Send> fast_send(std::string_view text) {
+  json::parse_options options;
+  options.max_depth = kMaxClientFrameDepth;
+  json::basic_parser<SendScan> parser(options);
+  json::error_code ec;
+  std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+  if (ec || used != text.size()) return std::nullopt;
+  SendScan& scan = parser.handler();
+  using F = SendScan::Field;
+  const auto has = [&](F f) { return (scan.seen & (1u << f)) != 0; };
+  if (!scan.top_is_object || scan.unusual || !has(F::kT) || !has(F::kConv) || !has(F::kId) || !has(F::kBody) ||
+      scan.strings[F::kT] != "send")
+    return std::nullopt;
+  Send f;
+  if (has(F::kRid)) {
+    if (!is_valid_rid(scan.strings[F::kRid])) return std::nullopt;
+    f.rid = std::move(scan.strings[F::kRid]);
+  }
+  if (!is_valid_conv(scan.strings[F::kConv]) || !is_valid_message_id(scan.strings[F::kId])) return std::nullopt;
+  if (has(F::kCts) && (scan.cts < 0 || scan.cts > kMaxSafeInteger)) return std::nullopt;
+  if (has(F::kTrace) && !is_valid_traceparent(scan.strings[F::kTrace])) return std::nullopt;
+  if (has(F::kAs) && !is_valid_user_name(scan.strings[F::kAs])) return std::nullopt;
+  auto raw = json_scan::raw_member(text, "body");
+  if (!raw) return std::nullopt;
+  f.conv = std::move(scan.strings[F::kConv]);
+  f.id = std::move(scan.strings[F::kId]);
+  f.body = JsonText{std::string(*raw)};
+  if (has(F::kCts)) f.cts = scan.cts;
+  if (has(F::kTrace)) f.trace = std::move(scan.strings[F::kTrace]);
+  if (has(F::kAs)) f.as = std::move(scan.strings[F::kAs]);
+  return f;
+}
+
 FrameError frame_error(Error error, std::string type = {}, std::optional<std::string> rid = {}) {
   FrameError out;
   out.code = error.code;
@@ -914,6 +1056,15 @@ FrameError frame_error(Error error, std::string type = {}, std::optional<std::st
 
 Result<Frame, FrameError> parse_frame(std::string_view text, Direction direction,
                                       const ParseLimits& limits) {
+  static constexpr std::string_view kSendStart = R"({"t":"send",)";  // how clients write it
+  if (direction == Direction::from_client && text.size() <= limits.max_frame &&
+      text.substr(0, kSendStart.size()) == kSendStart)
+    if (std::optional<Send> send = fast_send(text)) return Frame{std::move(*send)};
+  return parse_frame_dom(text, direction, limits);
+}
+
+Result<Frame, FrameError> parse_frame_dom(std::string_view text, Direction direction,
+                                          const ParseLimits& limits) {
   if (auto too_large = check_frame_size(text.size(), limits.max_frame))
     return frame_error(std::move(*too_large));
   json::parse_options options;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "codec_internal.h"
 #include "waymark/auth.h"
 #include "waymark/codec.h"
 #include "waymark/edge_node.h"
@@ -365,7 +366,7 @@ TEST_CASE("codec fuzz: mutated frames are refused cleanly or round-trip", "[fuzz
   Mutator mutator(kSeed, make_corpus());
   Failures failures;
   std::map<std::string, std::size_t> refused_by_code;
-  std::size_t ok_from_client = 0, ok_from_edge = 0;
+  std::size_t ok_from_client = 0, ok_from_edge = 0, fast_path_candidates = 0;
   const ParseLimits roomy{1 << 22};  // a re-serialized frame may be a little longer
 
   for (int i = 0; i < kFrames; ++i) {
@@ -373,6 +374,15 @@ TEST_CASE("codec fuzz: mutated frames are refused cleanly or round-trip", "[fuzz
     for (Direction direction : {Direction::from_client, Direction::from_edge}) {
       const char* side = direction == Direction::from_client ? "from_client" : "from_edge";
       auto parsed = parse_frame(text, direction);
+      // The send fast path and the DOM path agree on every text, accepted or refused.
+      auto dom = parse_frame_dom(text, direction);
+      if (parsed.ok() != dom.ok() ||
+          (parsed.ok() && !(parsed.value() == dom.value())) ||
+          (!parsed.ok() && (parsed.error().code != dom.error().code || parsed.error().message != dom.error().message ||
+                            parsed.error().type != dom.error().type || parsed.error().rid != dom.error().rid)))
+        failures.add("#" + std::to_string(i) + " " + side + ": fast path and DOM differ on " + excerpt(text));
+      if (parsed.ok() && std::holds_alternative<Send>(parsed.value()) && text.rfind(R"({"t":"send",)", 0) == 0)
+        ++fast_path_candidates;
       if (!parsed.ok()) {
         const Error& error = parsed.error();
         ++refused_by_code[std::string(to_string(error.code))];
@@ -415,6 +425,7 @@ TEST_CASE("codec fuzz: mutated frames are refused cleanly or round-trip", "[fuzz
                          << refused_by_code["too_large"]);
   CHECK(ok_from_client > kFrames / 50);
   CHECK(ok_from_edge > kFrames / 50);
+  CHECK(fast_path_candidates > kFrames / 100);  // sends the fast path read (and the DOM agreed)
   CHECK(refused_by_code["bad_frame"] > kFrames / 20);
   CHECK(refused_by_code["unknown_type"] > kFrames / 50);
   CHECK(refused_by_code["invalid"] > kFrames / 20);
