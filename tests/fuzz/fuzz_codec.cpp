@@ -18,6 +18,7 @@
 #include <string_view>
 #include <variant>
 
+#include "codec_internal.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
 
@@ -123,6 +124,16 @@ void round_trip(std::string_view text, Direction direction) {
   const char* side = direction == Direction::from_client ? "from_client" : "from_edge";
   const ParseLimits limits;  // the protocol's default max_frame
   auto parsed = parse_frame(text, direction, limits);
+  {  // the send fast path and the DOM path: the same frame, or the same refusal
+    auto dom = parse_frame_dom(text, direction, limits);
+    FUZZ_CHECK(parsed.ok() == dom.ok(), std::string(side) + ": fast path and DOM disagree on acceptance", text);
+    if (parsed.ok())
+      FUZZ_CHECK(parsed.value() == dom.value(), std::string(side) + ": fast path and DOM read different frames", text);
+    else
+      FUZZ_CHECK(parsed.error().code == dom.error().code && parsed.error().message == dom.error().message &&
+                     parsed.error().type == dom.error().type && parsed.error().rid == dom.error().rid,
+                 std::string(side) + ": fast path and DOM refuse differently", text);
+  }
   if (!parsed.ok()) {
     const FrameError& error = parsed.error();
     FUZZ_CHECK(is_protocol_parse_error(error.code), std::string(side) + ": parse error with a code parsing never gives", text);
