@@ -794,6 +794,8 @@ std::string json_quote(std::string_view text) {
 
 std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, frame); }
 
+std::string serialize(const Msg& msg) { return serialize_msg(msg); }
+
 std::string serialize(const Frame& frame) {
   if (const Msg* m = std::get_if<Msg>(&frame)) return serialize_msg(*m);
   if (const Send* send = std::get_if<Send>(&frame)) return serialize_send(*send);

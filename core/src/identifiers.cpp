@@ -93,13 +93,26 @@ std::string make_hex_token(RandomSource& random, std::size_t hex_chars) {
   return out;
 }
 
+// version 00, a 32-digit trace id, a 16-digit span id (neither all zero), flags 01: built in one
+// string, since the edge makes one for every message a client sent without.
 std::string make_traceparent(RandomSource& random) {
-  std::string trace_id, span_id;
-  do trace_id = make_hex_token(random, 32);
-  while (all_zero(trace_id));
-  do span_id = make_hex_token(random, 16);
-  while (all_zero(span_id));
-  return "00-" + trace_id + "-" + span_id + "-01";
+  std::string out = "00-";
+  out.reserve(55);
+  auto append_hex = [&](std::size_t digits) {
+    const std::size_t start = out.size();
+    do {
+      out.resize(start);
+      while (out.size() < start + digits) {
+        std::uint64_t bits = random.next_u64();
+        for (int i = 0; i < 16 && out.size() < start + digits; ++i, bits >>= 4) out += kHex[bits & 15];
+      }
+    } while (all_zero(std::string_view(out).substr(start)));
+  };
+  append_hex(32);
+  out += '-';
+  append_hex(16);
+  out += "-01";
+  return out;
 }
 
 }  // namespace waymark

@@ -164,7 +164,7 @@ Result<WriteResult> apply_dead_letter(LogTxn& txn, const DeadLetterRequest& requ
 
 }  // namespace
 
-std::string stored_frame(const Msg& msg) { return serialize(Frame{msg}); }
+std::string stored_frame(const Msg& msg) { return serialize(msg); }
 
 Result<std::vector<WriteOutcome>> apply_writes(LogTxn& txn,
                                                const std::vector<WriteRequest>& requests) {

@@ -48,6 +48,8 @@ std::string_view frame_type(const Frame& frame);
 // Serializes to compact JSON. Optional fields are omitted when absent; a body is written as
 // its JsonText, last in its object.
 std::string serialize(const Frame& frame);
+// The same for a msg, without first copying it into a Frame (the edge writes one per message).
+std::string serialize(const Msg& msg);
 
 // A page frame built from stored msg frames (already JSON text), without re-parsing them.
 std::string serialize_page(std::string_view conv, const std::vector<std::string>& stored_msgs,
