@@ -209,8 +209,8 @@ class LmdbLogStore::WalTxn final : public LogTxn {
   std::vector<WalChange> take_changes() {
     std::vector<WalChange> out;
     for (std::size_t db = 0; db < kDbs; ++db)
-      changes_[db].for_each([&](const std::string& key, std::optional<std::string>& value) {
-        out.push_back(WalChange{static_cast<std::uint8_t>(db), key, std::move(value)});
+      changes_[db].drain([&](std::string&& key, std::optional<std::string>&& value) {
+        out.push_back(WalChange{static_cast<std::uint8_t>(db), std::move(key), std::move(value)});
       });
     return out;
   }

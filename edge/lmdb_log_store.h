@@ -78,6 +78,20 @@ class KeyTable {
     else
       for (const auto& [key, value] : hash_) f(key, value);
   }
+  // Hands every entry over (key and value moved out) and leaves the table empty.
+  template <class F>
+  void drain(F&& f) {
+    auto take = [&](auto& table) {
+      while (!table.empty()) {
+        auto node = table.extract(table.begin());
+        f(std::move(node.key()), std::move(node.mapped()));
+      }
+    };
+    if (ordered_)
+      take(map_);
+    else
+      take(hash_);
+  }
   // REQUIRES: an ordered table.
   const Ordered& ordered() const { return map_; }
 
