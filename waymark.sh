@@ -38,6 +38,7 @@ readonly TEST_PACKAGES=(
 # bench: the edge, the harness with both peers, and the servers it compares against.
 readonly BENCH_PACKAGES=(
   "${EDGE_BUILD_PACKAGES[@]}" libhiredis-dev libnats-dev redis-server nats-server python3
+  emscripten nodejs chromium  # the browser SDK's cold start
 )
 
 # Debian's emscripten loads node modules (acorn, ...) from /usr/share/nodejs; a Node build not
@@ -302,8 +303,11 @@ command_demo() {
 # Arguments go to the runner: its knobs (--duration, --idle-clients, ...) scale the run up.
 command_bench() {
   install_dependencies bench
+  install_npm_packages  # playwright-core, for the SDK's cold start in Chromium
   step "build $BUILD_ROOT/release (the edge and the load harness)"
   build_release waymark-edge waymark-bench waymark-bench-echo waymark-fsync-probe
+  step "build $BUILD_ROOT/wasm (the browser SDK, for its cold start)"
+  build_wasm waymark_sdk
   step "benchmarks (under 10 minutes by default)"
   WAYMARK_BENCH_COMMAND="./waymark.sh bench${*:+ $*}" \
     /usr/bin/python3 tests/bench/run_bench.py --build-dir "$BUILD_ROOT/release" "$@"

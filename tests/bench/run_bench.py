@@ -34,7 +34,7 @@ END = "<!-- bench:end -->"
 RELAY_BEGIN = "<!-- bench-relay:begin (rewritten by ./waymark.sh bench --scenarios relay) -->"
 RELAY_END = "<!-- bench-relay:end -->"
 INGEST_WINDOWS = (1, 16)  # sends in flight per connection, besides --window
-MAIN_SCENARIOS = {"ingest", "latency", "fanout", "idle", "storm", "replay"}
+MAIN_SCENARIOS = {"ingest", "latency", "fanout", "idle", "storm", "replay", "sdk"}
 
 REDIS_DURABILITY = "appendonly yes, appendfsync always (fsync before each reply)"
 NATS_DURABILITY = ("file storage, publish ack; nats-server 2.9 has no per-message fsync "
@@ -264,6 +264,28 @@ class Bench:
             for server in reversed(servers):
                 server.stop()
 
+    def sdk_cold_start(self):
+        """The browser SDK's cold start in Chromium (tests/bench/sdk_cold_start.mjs): fresh
+        profiles, the edge serving the page and the SDK; skipped when the SDK is not built."""
+        sdk = os.path.abspath(self.args.sdk_dir or os.path.join(os.path.dirname(
+            os.path.abspath(self.args.build_dir)), "wasm", "wasm", "dist"))
+        line = {"scenario": "sdk_cold_start", "target": "waymark", "ok": False, "label": "sdk"}
+        if not os.path.exists(os.path.join(sdk, "waymark_core.wasm")):
+            line["problems"] = ["no browser SDK at %s (build it: ./waymark.sh bench builds it)" % sdk]
+        else:
+            log("sdk: node tests/bench/sdk_cold_start.mjs %d (SDK %s)" % (self.args.sdk_runs, sdk))
+            env = dict(os.environ, WAYMARK_EDGE=self.edge_bin, WAYMARK_SDK_DIR=sdk)
+            proc = subprocess.run(["node", os.path.join(REPO, "tests", "bench", "sdk_cold_start.mjs"),
+                                   str(self.args.sdk_runs)], env=env, stdout=subprocess.PIPE, text=True,
+                                  timeout=self.args.scenario_timeout)
+            for text in proc.stdout.splitlines():
+                try:
+                    line = dict(json.loads(text), label="sdk")
+                except ValueError:
+                    continue
+        log("sdk: %s" % ("ok" if line.get("ok") else "FAIL: " + "; ".join(line.get("problems", []))))
+        self.results.append(line)
+
     @staticmethod
     def disk_per_message(edge, line):
         """Bytes the edge's data dir holds on disk (allocated blocks) per acked message."""
@@ -350,6 +372,8 @@ class Bench:
             replay = ["--replay-messages", a.replay_messages, "--conns", a.conns, "--window", a.window,
                       "--payload", a.payload, "--timeout", 600]
             self.with_server(self.start_edge, lambda s: self.run("replay", "waymark", s, replay, "replay"))
+        if "sdk" in want:
+            self.sdk_cold_start()
         if "relay" in want:
             phases = a.relay_phases.split(",")
             for repeat in range(1, a.relay_repeats + 1):
@@ -470,6 +494,9 @@ def table(results, machine, args):
         lambda v: 0 <= v <= 2, lower_is_better=True, peers=False)
     row("replay: one client %s behind" % fmt(float(args.replay_messages)), "msgs/s replayed", "replay",
         "msgs_per_s", "", "—", lambda v: True, peers=False)
+    row("browser SDK cold start in Chromium, fresh profile (median of %d)" % args.sdk_runs,
+        "navigation → `online`", "sdk", "online_ms", " ms", "—", lambda v: True, lower_is_better=True,
+        peers=False)
 
     head = ("| scenario | metric | Waymark | Redis 7 Streams | NATS JetStream | Waymark vs Redis | "
             "Waymark vs NATS | limit | Waymark vs limit | target | met |\n"
@@ -607,7 +634,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build-dir", default=os.path.join(REPO, "build", "release"))
     p.add_argument("--tmp-dir", default=None, help="where servers keep their data (default: $TMPDIR)")
-    p.add_argument("--scenarios", default="ingest,latency,fanout,idle,storm,replay,relay")
+    p.add_argument("--scenarios", default="ingest,latency,fanout,idle,storm,replay,sdk,relay")
     p.add_argument("--no-peers", action="store_true", help="skip Redis and NATS")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     p.add_argument("--results", default=None, help="also write every summary as JSON here")
@@ -617,6 +644,9 @@ def main():
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--payload", type=int, default=128)
     p.add_argument("--latency-rate", type=int, default=10000)
+    p.add_argument("--sdk-dir", default=None, help="the browser SDK (default: build/wasm/wasm/dist "
+                   "next to --build-dir)")
+    p.add_argument("--sdk-runs", type=int, default=5)
     p.add_argument("--subs", type=int, default=1000)
     p.add_argument("--publishers", type=int, default=2)
     p.add_argument("--fanout-rate", type=int, default=500)
