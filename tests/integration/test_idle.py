@@ -72,14 +72,17 @@ async def test_a_peer_that_answers_nothing_is_pinged_then_hung_up(edge_factory):
 
 
 async def test_a_quiet_peer_that_answers_pings_stays(edge_factory):
-    edge = edge_factory(extra_args=["--heartbeat-ms", "1000"])
+    # hb 2 s: the edge pings after 4 s of silence and would hang up at 6 s; the 2 s between
+    # leave the pong room on a loaded 2-core CI machine (at hb 1 s a pong delayed past 1 s by
+    # the scheduler once failed this test there).
+    edge = edge_factory(extra_args=["--heartbeat-ms", "2000"])
     # The websockets library answers WebSocket pings by itself; this client sends nothing else.
     async with websockets.connect(edge.ws_url, subprotocols=[SUBPROTOCOL],
                                   ping_interval=None) as ws:
         await ws.send(json.dumps({"t": "hello", "token": "dev:quiet"}))
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert welcome["t"] == "welcome"
-        await asyncio.sleep(5)  # 5 x hb without a frame from the client
+        await asyncio.sleep(8)  # 4 x hb without a frame from the client: well past the hang-up time
         await ws.send(json.dumps({"t": "ping", "rid": "still-here"}))
         pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert pong == {"t": "pong", "ts": pong["ts"], "rid": "still-here"}, pong
