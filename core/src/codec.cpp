@@ -905,33 +905,27 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
                         (direction == Direction::from_client ? " for a client" : " for an edge"));
 }
 
-// ---- the fast path: send, msg and ack without a DOM ----
-// A client's send is most of what an edge parses, and msg and ack most of what a client (a
-// browser, a relay's upstream link) parses. These are read without a DOM: boost::json's
+// ---- the send fast path ----
+// A client's send is most of what an edge parses. This reads one without a DOM: boost::json's
 // basic_parser validates the whole text exactly as json::parse does (syntax, UTF-8, depth, one
 // value and nothing after it) and calls back with the top-level members, which are kept as
-// they come. A frame read whole and found valid by every rule its parse_* function applies is
-// built here; anything else (an error to report, a duplicate or unusual member) returns
+// they come. A frame it reads whole and finds valid by every rule parse_send applies becomes
+// the Send here; anything else (an error to report, a duplicate or unusual member) returns
 // nullopt and goes the DOM way, which says exactly what is wrong.
-class FrameScan {
+class SendScan {
  public:
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
   static constexpr std::size_t max_key_size = std::size_t(-1);
   static constexpr std::size_t max_string_size = std::size_t(-1);
 
-  // The members the fast frames read; any other is skipped, as their parse_* functions skip it.
-  enum Field : unsigned {
-    kT, kConv, kId, kBody, kCts, kTrace, kRid, kAs, kSeq, kProv, kFrom, kTs, kDup, kFields, kOther
-  };
+  // What the top level held, for the fields parse_send reads.
+  enum Field : unsigned { kT, kConv, kId, kBody, kCts, kTrace, kRid, kAs, kFields, kOther };
   std::string strings[kFields];
-  std::int64_t ints[kFields] = {};
-  bool bools[kFields] = {};
+  std::int64_t cts = 0;
   unsigned seen = 0;          // bit per Field
-  bool unusual = false;       // a duplicate, a wrong kind, a non-finite number
+  bool unusual = false;       // a duplicate, a wrong kind, a non-finite number, an escape in a key
   bool top_is_object = false;
-
-  bool has(Field f) const { return (seen & (1u << f)) != 0; }
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
@@ -962,7 +956,7 @@ class FrameScan {
     field_ = field_of(key_);
     key_.clear();
     if (field_ != kOther) {
-      if (has(field_)) unusual = true;  // a duplicate: boost::json keeps one, the DOM way says which
+      if (seen & (1u << field_)) unusual = true;  // duplicate: boost::json keeps one, say which way
       seen |= 1u << field_;
     }
     return true;
@@ -978,9 +972,8 @@ class FrameScan {
   }
   bool on_number_part(json::string_view, json::error_code&) { return true; }
   bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
-    if (depth_ != 1) return true;
-    if (field_ < kFields) ints[field_] = i;
-    return value_begins(Kind::int64);
+    if (depth_ == 1 && field_ == kCts) cts = i;
+    return depth_ == 1 ? value_begins(Kind::int64) : true;
   }
   bool on_uint64(std::uint64_t, json::string_view, json::error_code&) {
     return depth_ == 1 ? value_begins(Kind::other) : true;
@@ -989,39 +982,28 @@ class FrameScan {
     if (!std::isfinite(d)) unusual = true;
     return depth_ == 1 ? value_begins(Kind::other) : true;
   }
-  bool on_bool(bool b, json::error_code&) {
-    if (depth_ != 1) return true;
-    if (field_ < kFields) bools[field_] = b;
-    return value_begins(Kind::boolean);
-  }
+  bool on_bool(bool, json::error_code&) { return depth_ == 1 ? value_begins(Kind::other) : true; }
   bool on_null(json::error_code&) { return depth_ == 1 ? value_begins(Kind::other) : true; }
   bool on_comment_part(json::string_view, json::error_code&) { return true; }
   bool on_comment(json::string_view, json::error_code&) { return true; }
 
  private:
-  enum class Kind { string, int64, boolean, nested, other };
+  enum class Kind { string, int64, nested, other };
 
   static Field field_of(std::string_view key) {
-    static constexpr std::string_view kNames[kFields] = {"t",   "conv", "id",   "body", "cts", "trace", "rid",
-                                                         "as",  "seq",  "prov", "from", "ts",  "dup"};
+    static constexpr std::string_view kNames[kFields] = {"t", "conv", "id", "body", "cts", "trace", "rid", "as"};
     for (unsigned f = 0; f < kFields; ++f)
       if (key == kNames[f]) return static_cast<Field>(f);
     return kOther;
   }
   // The top-level value of the member just keyed is of this kind: right for its field or not.
   bool value_begins(Kind kind) {
-    Kind wanted = Kind::string;
     switch (field_) {
-      case kBody:
-      case kOther: return true;  // any value
-      case kCts:
-      case kSeq:
-      case kTs: wanted = Kind::int64; break;
-      case kProv:
-      case kDup: wanted = Kind::boolean; break;
-      default: break;
+      case kBody: break;  // any value
+      case kCts: if (kind != Kind::int64) unusual = true; break;
+      case kOther: break;
+      default: if (kind != Kind::string) unusual = true; break;
     }
-    if (kind != wanted) unusual = true;
     return true;
   }
 
@@ -1030,99 +1012,37 @@ class FrameScan {
   Field field_ = kOther;
 };
 
-using F = FrameScan::Field;
-
-// The whole text read by one FrameScan, or nullopt when the DOM way must read it.
-std::optional<FrameScan> scan_frame(std::string_view text, std::size_t max_depth) {
+std::optional<Send> fast_send(std::string_view text) {
   json::parse_options options;
-  options.max_depth = max_depth;
-  json::basic_parser<FrameScan> parser(options);
+  options.max_depth = kMaxClientFrameDepth;
+  json::basic_parser<SendScan> parser(options);
   json::error_code ec;
   std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
   if (ec || used != text.size()) return std::nullopt;
-  FrameScan& scan = parser.handler();
-  if (!scan.top_is_object || scan.unusual || !scan.has(F::kT)) return std::nullopt;
-  return std::move(scan);
-}
-
-// FieldReader's integer rules: at least min, at most 2^53 - 1.
-bool integer_ok(const FrameScan& scan, F field, std::int64_t min) {
-  return scan.ints[field] >= min && scan.ints[field] <= kMaxSafeInteger;
-}
-bool trace_ok(const FrameScan& scan) {
-  return !scan.has(F::kTrace) || is_valid_traceparent(scan.strings[F::kTrace]);
-}
-bool rid_ok(const FrameScan& scan) { return !scan.has(F::kRid) || is_valid_rid(scan.strings[F::kRid]); }
-std::optional<std::string> optional_string(FrameScan& scan, F field) {
-  if (!scan.has(field)) return std::nullopt;
-  return std::move(scan.strings[field]);
-}
-
-std::optional<Send> fast_send(std::string_view text) {
-  std::optional<FrameScan> scanned = scan_frame(text, kMaxClientFrameDepth);
-  if (!scanned) return std::nullopt;
-  FrameScan& scan = *scanned;
-  if (!scan.has(F::kConv) || !scan.has(F::kId) || !scan.has(F::kBody) || scan.strings[F::kT] != "send")
+  SendScan& scan = parser.handler();
+  using F = SendScan::Field;
+  const auto has = [&](F f) { return (scan.seen & (1u << f)) != 0; };
+  if (!scan.top_is_object || scan.unusual || !has(F::kT) || !has(F::kConv) || !has(F::kId) || !has(F::kBody) ||
+      scan.strings[F::kT] != "send")
     return std::nullopt;
-  if (!rid_ok(scan) || !is_valid_conv(scan.strings[F::kConv]) || !is_valid_message_id(scan.strings[F::kId]) ||
-      (scan.has(F::kCts) && !integer_ok(scan, F::kCts, 0)) || !trace_ok(scan) ||
-      (scan.has(F::kAs) && !is_valid_user_name(scan.strings[F::kAs])))
-    return std::nullopt;
+  Send f;
+  if (has(F::kRid)) {
+    if (!is_valid_rid(scan.strings[F::kRid])) return std::nullopt;
+    f.rid = std::move(scan.strings[F::kRid]);
+  }
+  if (!is_valid_conv(scan.strings[F::kConv]) || !is_valid_message_id(scan.strings[F::kId])) return std::nullopt;
+  if (has(F::kCts) && (scan.cts < 0 || scan.cts > kMaxSafeInteger)) return std::nullopt;
+  if (has(F::kTrace) && !is_valid_traceparent(scan.strings[F::kTrace])) return std::nullopt;
+  if (has(F::kAs) && !is_valid_user_name(scan.strings[F::kAs])) return std::nullopt;
   auto raw = json_scan::raw_member(text, "body");
   if (!raw) return std::nullopt;
-  Send f;
-  f.rid = optional_string(scan, F::kRid);
   f.conv = std::move(scan.strings[F::kConv]);
   f.id = std::move(scan.strings[F::kId]);
   f.body = JsonText{std::string(*raw)};
-  if (scan.has(F::kCts)) f.cts = scan.ints[F::kCts];
-  f.trace = optional_string(scan, F::kTrace);
-  f.as = optional_string(scan, F::kAs);
+  if (has(F::kCts)) f.cts = scan.cts;
+  if (has(F::kTrace)) f.trace = std::move(scan.strings[F::kTrace]);
+  if (has(F::kAs)) f.as = std::move(scan.strings[F::kAs]);
   return f;
-}
-
-// An edge's msg or ack (what a browser and a relay's upstream link read most).
-std::optional<Frame> fast_edge_frame(std::string_view text) {
-  std::optional<FrameScan> scanned = scan_frame(text, kMaxEdgeFrameDepth);
-  if (!scanned) return std::nullopt;
-  FrameScan& scan = *scanned;
-  const std::string& type = scan.strings[F::kT];
-  if (!scan.has(F::kConv) || !scan.has(F::kId) || !scan.has(F::kTs) || !is_valid_conv(scan.strings[F::kConv]) ||
-      !is_valid_message_id(scan.strings[F::kId]) || !integer_ok(scan, F::kTs, 0) || !trace_ok(scan) ||
-      (scan.has(F::kSeq) && !integer_ok(scan, F::kSeq, 1)))
-    return std::nullopt;
-  if (type == "msg") {
-    const bool provisional = scan.has(F::kProv) && scan.bools[F::kProv];
-    if (!scan.has(F::kFrom) || !scan.has(F::kBody) || (provisional && scan.has(F::kSeq)) ||
-        (scan.has(F::kCts) && !integer_ok(scan, F::kCts, 0)))
-      return std::nullopt;
-    auto raw = json_scan::raw_member(text, "body");
-    if (!raw) return std::nullopt;
-    Msg m;
-    m.conv = std::move(scan.strings[F::kConv]);
-    if (scan.has(F::kSeq)) m.seq = static_cast<Seq>(scan.ints[F::kSeq]);
-    m.provisional = provisional;
-    m.id = std::move(scan.strings[F::kId]);
-    m.from = std::move(scan.strings[F::kFrom]);
-    m.ts = scan.ints[F::kTs];
-    if (scan.has(F::kCts)) m.cts = scan.ints[F::kCts];
-    m.trace = optional_string(scan, F::kTrace);
-    m.body = JsonText{std::string(*raw)};
-    return Frame{std::move(m)};
-  }
-  if (type == "ack") {
-    if (!rid_ok(scan)) return std::nullopt;
-    Ack f;
-    f.rid = optional_string(scan, F::kRid);
-    f.conv = std::move(scan.strings[F::kConv]);
-    f.id = std::move(scan.strings[F::kId]);
-    if (scan.has(F::kSeq)) f.seq = static_cast<Seq>(scan.ints[F::kSeq]);
-    f.ts = scan.ints[F::kTs];
-    f.trace = optional_string(scan, F::kTrace);
-    f.dup = scan.has(F::kDup) && scan.bools[F::kDup];
-    return Frame{std::move(f)};
-  }
-  return std::nullopt;
 }
 
 FrameError frame_error(Error error, std::string type = {}, std::optional<std::string> rid = {}) {
@@ -1138,18 +1058,10 @@ FrameError frame_error(Error error, std::string type = {}, std::optional<std::st
 
 Result<Frame, FrameError> parse_frame(std::string_view text, Direction direction,
                                       const ParseLimits& limits) {
-  // How the core writes these frames (t first), so that other texts skip the scan.
-  static constexpr std::string_view kSendStart = R"({"t":"send",)";
-  static constexpr std::string_view kMsgStart = R"({"t":"msg",)";
-  static constexpr std::string_view kAckStart = R"({"t":"ack",)";
-  if (text.size() <= limits.max_frame) {
-    if (direction == Direction::from_client) {
-      if (text.substr(0, kSendStart.size()) == kSendStart)
-        if (std::optional<Send> send = fast_send(text)) return Frame{std::move(*send)};
-    } else if (text.substr(0, kMsgStart.size()) == kMsgStart || text.substr(0, kAckStart.size()) == kAckStart) {
-      if (std::optional<Frame> frame = fast_edge_frame(text)) return std::move(*frame);
-    }
-  }
+  static constexpr std::string_view kSendStart = R"({"t":"send",)";  // how clients write it
+  if (direction == Direction::from_client && text.size() <= limits.max_frame &&
+      text.substr(0, kSendStart.size()) == kSendStart)
+    if (std::optional<Send> send = fast_send(text)) return Frame{std::move(*send)};
   return parse_frame_dom(text, direction, limits);
 }
 
