@@ -10,14 +10,21 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <utility>
+
+#include "chunked_log.h"
+#include "waymark/stored_record.h"
 
 namespace waymark::edge {
 namespace {
 
 constexpr std::size_t kSeqBytes = 8;
 constexpr std::size_t kReceiptBytes = 2 * kSeqBytes;
-constexpr unsigned kNamedDatabases = 16;  // log, ids, receipts, heads, audit, staged, dead, meta; room to grow
+constexpr unsigned kNamedDatabases = 16;  // log, ids, receipts, heads, audit, staged, dead, meta,
+                                          // convs, chunks, idx; room to grow
+constexpr std::size_t kPageHeaderBytes = 16;  // LMDB's PAGEHDRSZ: an overflow page holds the rest
+constexpr std::size_t kLegacyMoveBatch = 10000;  // messages per transaction of the legacy move
 const std::string kStageCounterKey(1, '\0');  // sorts before every (tenant, conv, id) key
 // Read/write by the node's user only: the log holds tenants' messages.
 constexpr mdb_mode_t kFileMode = 0600;
@@ -103,6 +110,16 @@ Result<std::string> make_key(std::size_t max_key_bytes, std::initializer_list<Ke
                                               " bytes is over LMDB's limit of " +
                                               std::to_string(max_key_bytes));
   return key;
+}
+
+// A log key (tenant \0 conv \0 seq) as its conversation's key and seq; an ids key (tenant \0 conv
+// \0 id) as its conversation's key and id. REQUIRES: made by make_key.
+std::pair<std::string_view, Seq> split_log_key(std::string_view key) {
+  return {key.substr(0, key.size() - kSeqBytes - 1), get_be64(key.substr(key.size() - kSeqBytes))};
+}
+std::pair<std::string_view, std::string_view> split_id_key(std::string_view key) {
+  const std::size_t conv_end = key.find('\0', key.find('\0') + 1);
+  return {key.substr(0, conv_end), key.substr(conv_end + 1)};
 }
 
 // mdb_get, copied out: the value's bytes are only valid until the transaction ends or writes.
@@ -456,12 +473,13 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
   {
     MDB_txn* txn = nullptr;
     if (int rc = mdb_txn_begin(env, nullptr, 0, &txn)) return lmdb_error("mdb_txn_begin", rc);
-    const std::pair<const char*, MDB_dbi*> named[] = {
-        {"log", &dbis.log},     {"ids", &dbis.ids},     {"receipts", &dbis.receipts},
-        {"heads", &dbis.heads}, {"audit", &dbis.audit}, {"staged", &dbis.staged},
-        {"dead", &dbis.dead},   {"meta", &dbis.meta}};
-    for (const auto& [name, dbi] : named) {
-      if (int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) {
+    const std::tuple<const char*, MDB_dbi*, unsigned> named[] = {
+        {"log", &dbis.log, 0},       {"ids", &dbis.ids, 0},       {"receipts", &dbis.receipts, 0},
+        {"heads", &dbis.heads, 0},   {"audit", &dbis.audit, 0},   {"staged", &dbis.staged, 0},
+        {"dead", &dbis.dead, 0},     {"meta", &dbis.meta, 0},     {"convs", &dbis.convs, 0},
+        {"chunks", &dbis.chunks, 0}, {"idx", &dbis.idx, MDB_DUPSORT}};
+    for (const auto& [name, dbi, flags] : named) {
+      if (int rc = mdb_dbi_open(txn, name, MDB_CREATE | flags, dbi)) {
         mdb_txn_abort(txn);
         return lmdb_error(std::string("mdb_dbi_open(") + name + ")", rc);
       }
@@ -471,9 +489,11 @@ Result<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(const std::string& dir,
 
   if (int rc = mdb_env_info(env, &info)) return lmdb_error("mdb_env_info", rc);
   std::unique_ptr<LmdbLogStore> store(
-      new LmdbLogStore(canonical.string(), env, dbis, cap, info.me_mapsize, options));
+      new LmdbLogStore(canonical.string(), env, dbis, cap, info.me_mapsize, stat.ms_psize, options));
   rollback.env = nullptr;  // the store owns the environment and the directory claim now
   rollback.dir.clear();
+  // The legacy move first: the log's batches follow what LMDB already holds.
+  if (Status moved = store->migrate_legacy_log(); !moved.ok()) return moved.error();
   if (Status recovered = store->recover(); !recovered.ok()) return recovered.error();
   store->applier_ = std::thread([raw = store.get()] { raw->run_applier(); });
   return store;
@@ -500,24 +520,21 @@ Status LmdbLogStore::recover() {
   if (!batches.ok()) return batches.error();
   if (!batches.value().empty()) {
     const std::uint64_t last = batches.value().back().number;
+    // Each key's last value, in key order: the state the batches leave, applied at once.
+    std::array<std::map<std::string_view, const std::optional<std::string>*>, kDbs> last_values;
+    for (const WalBatch& batch : batches.value())
+      for (const WalChange& change : batch.changes) {
+        if (change.db >= kDbs)
+          return make_error(ErrorCode::unavailable,
+                            "wal: change for sub-database " + std::to_string(change.db));
+        last_values[change.db][change.key] = &change.value;
+      }
+    std::array<ChangeList, kDbs> changes;
+    for (std::size_t db = 0; db < kDbs; ++db)
+      for (const auto& [key, value] : last_values[db])
+        changes[db].emplace_back(key, *value ? &**value : nullptr);
     Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
-      for (const WalBatch& batch : batches.value())
-        for (const WalChange& change : batch.changes) {
-          if (change.db >= kDbs) {
-            call = "wal: change for sub-database " + std::to_string(change.db);
-            return MDB_CORRUPTED;
-          }
-          MDB_val k = as_val(change.key);
-          int rc = change.value ? [&] {
-            MDB_val v = as_val(*change.value);
-            return mdb_put(txn, dbi(change.db), &k, &v, 0);
-          }() : mdb_del(txn, dbi(change.db), &k, nullptr);
-          if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
-          if (rc != MDB_SUCCESS) {
-            call = change.value ? "mdb_put" : "mdb_del";
-            return rc;
-          }
-        }
+      if (int rc = apply_changes(txn, changes, call)) return rc;
       std::string number = encode_seq(last);
       MDB_val k = as_val(kWalAppliedKey), v = as_val(number);
       call = "mdb_put(meta)";
@@ -535,12 +552,14 @@ Status LmdbLogStore::recover() {
 }
 
 LmdbLogStore::LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_t max_map_bytes,
-                           std::size_t map_bytes, const LmdbOptions& options)
+                           std::size_t map_bytes, std::size_t page_bytes,
+                           const LmdbOptions& options)
     : path_(std::move(path)),
       env_(env),
       dbis_(dbis),
       max_map_bytes_(max_map_bytes),
       max_key_bytes_(static_cast<std::size_t>(mdb_env_get_maxkeysize(env))),
+      chunk_bytes_(page_bytes - kPageHeaderBytes),
       map_bytes_(map_bytes),
       options_(options) {
   for (std::size_t db = 0; db < kDbs; ++db) pending_[db].set_ordered(ordered_db(db));
@@ -720,30 +739,18 @@ Status LmdbLogStore::checkpoint() {
         if (entry.batch <= upto) work[db].emplace_back(key, entry.value);
       });
   }
-  // In key order: neighbouring keys share LMDB pages.
-  for (auto& entries : work) {
+  // In key order: neighbouring keys share LMDB pages, and a conversation's log is one run.
+  std::array<ChangeList, kDbs> changes;
+  for (std::size_t db = 0; db < kDbs; ++db) {
+    auto& entries = work[db];
     if (!std::is_sorted(entries.begin(), entries.end(),
                         [](const auto& a, const auto& b) { return a.first < b.first; }))
       std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    changes[db].reserve(entries.size());
+    for (const auto& [key, value] : entries) changes[db].emplace_back(key, value.get());
   }
   Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
-    for (std::size_t db = 0; db < kDbs; ++db) {
-      const MDB_dbi handle = dbi(db);
-      for (const auto& [key, value] : work[db]) {
-        MDB_val k = as_val(key);
-        int rc = MDB_SUCCESS;
-        if (value) {
-          MDB_val v = as_val(*value);
-          rc = mdb_put(txn, handle, &k, &v, 0);
-          call = "mdb_put";
-        } else {
-          rc = mdb_del(txn, handle, &k, nullptr);
-          if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
-          call = "mdb_del";
-        }
-        if (rc != MDB_SUCCESS) return rc;
-      }
-    }
+    if (int rc = apply_changes(txn, changes, call)) return rc;
     std::string number = encode_seq(upto);
     MDB_val k = as_val(kWalAppliedKey), v = as_val(number);
     call = "mdb_put(meta)";
@@ -761,6 +768,157 @@ Status LmdbLogStore::checkpoint() {
   applied_ = upto;
   other_file_free_ = true;
   return ok_status();
+}
+
+int LmdbLogStore::apply_changes(MDB_txn* txn, const std::array<ChangeList, kDbs>& changes,
+                                std::string& call) const {
+  ChunkedLog log(txn, ChunkedLogDbis{dbis_.convs, dbis_.chunks, dbis_.idx, dbis_.meta},
+                 chunk_bytes_, conv_numbers_, false, call);
+  // The log: each conversation's run of consecutive seqs appended at once. A value that is a
+  // JSON frame comes from a write-ahead log an older edge wrote: it becomes a record here.
+  {
+    std::vector<std::string> converted;
+    std::vector<std::string_view> run;
+    std::string_view run_conv;
+    Seq run_first = 0;
+    auto flush = [&]() -> int {
+      int rc = run.empty() ? MDB_SUCCESS : log.append(run_conv, run_first, run);
+      run.clear();
+      converted.clear();
+      return rc;
+    };
+    converted.reserve(changes[kLog].size());  // the views in `run` must not move
+    for (const auto& [key, value] : changes[kLog]) {
+      if (!value) {
+        call = "wal: a log entry erased";
+        return MDB_CORRUPTED;
+      }
+      auto [conv_key, seq] = split_log_key(key);
+      if (!run.empty() && (conv_key != run_conv || seq != run_first + run.size())) {
+        if (int rc = flush()) return rc;
+      }
+      if (run.empty()) {
+        run_conv = conv_key;
+        run_first = seq;
+      }
+      std::string_view record = *value;
+      if (!record.empty() && record.front() == '{') {
+        auto made = record_from_frame(record);
+        if (!made.ok()) {
+          call = "log: seq " + std::to_string(seq) + ": " + made.error().message;
+          return MDB_CORRUPTED;
+        }
+        converted.push_back(std::move(made).value());
+        record = converted.back();
+      }
+      run.push_back(record);
+    }
+    if (int rc = flush()) return rc;
+  }
+  for (const auto& [key, value] : changes[kIds]) {
+    if (!value) {
+      call = "wal: an id erased";
+      return MDB_CORRUPTED;
+    }
+    auto seq = decode_seq(*value, "ids");
+    if (!seq.ok()) {
+      call = seq.error().message;
+      return MDB_CORRUPTED;
+    }
+    auto [conv_key, id] = split_id_key(key);
+    if (int rc = log.index_id(conv_key, id, seq.value())) return rc;
+  }
+  for (std::size_t db = 0; db < kDbs; ++db) {
+    if (db == kLog || db == kIds) continue;
+    const MDB_dbi handle = dbi(db);
+    for (const auto& [key, value] : changes[db]) {
+      MDB_val k = as_val(key);
+      int rc = MDB_SUCCESS;
+      if (value) {
+        MDB_val v = as_val(*value);
+        rc = mdb_put(txn, handle, &k, &v, 0);
+        call = "mdb_put";
+      } else {
+        rc = mdb_del(txn, handle, &k, nullptr);
+        if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+        call = "mdb_del";
+      }
+      if (rc != MDB_SUCCESS) return rc;
+    }
+  }
+  return MDB_SUCCESS;
+}
+
+// A store written before the chunked layout: its "log" moves into the chunks, a batch per
+// durable transaction in key order, each batch erased from "log" in the transaction that
+// moves it, so a move cut short resumes at the next start; the id index is rebuilt from the
+// records. "ids" is emptied once "log" is.
+Status LmdbLogStore::migrate_legacy_log() {
+  for (;;) {
+    bool more = false;
+    Status written = write_lmdb([&](MDB_txn* txn, std::string& call) -> int {
+      std::vector<std::pair<std::string, std::string>> moved;  // log key, frame
+      {
+        CursorCloser closer;
+        if (int rc = mdb_cursor_open(txn, dbis_.log, &closer.cursor)) {
+          call = "mdb_cursor_open(log)";
+          return rc;
+        }
+        MDB_val k{}, v{};
+        int rc = mdb_cursor_get(closer.cursor, &k, &v, MDB_FIRST);
+        for (; rc == MDB_SUCCESS && moved.size() < kLegacyMoveBatch;
+             rc = mdb_cursor_get(closer.cursor, &k, &v, MDB_NEXT))
+          moved.emplace_back(as_view(k), as_view(v));
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+          call = "mdb_cursor_get(log)";
+          return rc;
+        }
+        more = rc == MDB_SUCCESS;
+      }
+      // With the last of "log" moved (or none ever there), the old id index goes too.
+      auto drop_ids_when_done = [&]() -> int {
+        if (more) return MDB_SUCCESS;
+        MDB_stat ids{};
+        call = "mdb_stat(ids)";
+        if (int rc = mdb_stat(txn, dbis_.ids, &ids)) return rc;
+        call = "mdb_drop(ids)";
+        return ids.ms_entries == 0 ? MDB_SUCCESS : mdb_drop(txn, dbis_.ids, 0);
+      };
+      if (moved.empty()) return drop_ids_when_done();
+      std::vector<std::string> ids, seqs;
+      ids.reserve(moved.size());
+      seqs.reserve(moved.size());
+      std::array<ChangeList, kDbs> changes;
+      for (const auto& [key, frame] : moved) {
+        if (key.size() <= kSeqBytes + 1) {
+          call = "log: a legacy key of " + std::to_string(key.size()) + " bytes";
+          return MDB_CORRUPTED;
+        }
+        auto [conv_key, seq] = split_log_key(key);
+        auto record = record_from_frame(frame);
+        if (!record.ok()) {
+          call = "log: legacy seq " + std::to_string(seq) + ": " + record.error().message;
+          return MDB_CORRUPTED;
+        }
+        auto id = record_id(record.value());
+        ids.push_back(std::string(conv_key) + '\0' + std::string(id.value()));
+        seqs.push_back(encode_seq(seq));
+        changes[kLog].emplace_back(key, &frame);  // converted by apply_changes
+      }
+      for (std::size_t i = 0; i < ids.size(); ++i) changes[kIds].emplace_back(ids[i], &seqs[i]);
+      if (int rc = apply_changes(txn, changes, call)) return rc;
+      for (const auto& [key, frame] : moved) {
+        MDB_val k = as_val(key);
+        if (int rc = mdb_del(txn, dbis_.log, &k, nullptr)) {
+          call = "mdb_del(log)";
+          return rc;
+        }
+      }
+      return drop_ids_when_done();
+    });
+    if (!written.ok()) return written;
+    if (!more) return ok_status();
+  }
 }
 
 void LmdbLogStore::run_applier() {
@@ -795,6 +953,21 @@ Result<std::optional<std::string>> LmdbLogStore::lookup(std::size_t db, std::str
     return std::optional<std::string>(*entry->value);
   }
   std::optional<std::string> value;
+  if (db == kLog || db == kIds) {
+    std::string call;
+    ChunkedLog log(txn, ChunkedLogDbis{dbis_.convs, dbis_.chunks, dbis_.idx, dbis_.meta},
+                   chunk_bytes_, conv_numbers_, true, call);
+    if (db == kLog) {
+      auto [conv_key, seq] = split_log_key(key);
+      if (int rc = log.record(conv_key, seq, value)) return lmdb_error(call, rc);
+    } else {
+      auto [conv_key, id] = split_id_key(key);
+      std::optional<Seq> seq;
+      if (int rc = log.find_id(conv_key, id, seq)) return lmdb_error(call, rc);
+      if (seq) value = encode_seq(*seq);
+    }
+    return value;
+  }
   if (int rc = get_copy(txn, dbi(db), key, value)) return lmdb_error("mdb_get", rc);
   return value;
 }
@@ -833,34 +1006,35 @@ Result<std::vector<StoredMessage>> LmdbLogStore::read_after(std::string_view ten
   auto begun = begin(MDB_RDONLY);
   if (!begun.ok()) return begun.error();
   Txn txn = std::move(begun).value();
-  // Up to `limit` from each layer, merged by key (the pending one wins): the first `limit` of
-  // the union are among them.
-  std::map<std::string_view, std::string_view> merged;
+  // Up to `limit` from each layer, merged by seq (the pending one wins): the first `limit` of
+  // the union are among them. The records are views into the LMDB snapshot or the pending
+  // layer, both held until the frames are made below.
+  std::map<Seq, std::string_view> merged;
   {
-    CursorCloser closer;  // after txn: closed first
-    if (int rc = mdb_cursor_open(txn.get(), dbis_.log, &closer.cursor))
-      return lmdb_error("mdb_cursor_open(log)", rc);
-    MDB_val key = as_val(start.value());
-    MDB_val data{};
-    int rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_SET_RANGE);
-    std::size_t taken = 0;
-    while (rc == MDB_SUCCESS && taken < limit && in_conv(as_view(key))) {
-      merged.emplace(as_view(key), as_view(data));  // valid until txn ends, after the copy below
-      ++taken;
-      rc = mdb_cursor_get(closer.cursor, &key, &data, MDB_NEXT);
-    }
-    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return lmdb_error("mdb_cursor_get(log)", rc);
+    std::string call;
+    ChunkedLog log(txn.get(), ChunkedLogDbis{dbis_.convs, dbis_.chunks, dbis_.idx, dbis_.meta},
+                   chunk_bytes_, conv_numbers_, true, call);
+    if (int rc = log.read_after(prefix.substr(0, prefix.size() - 1), after, limit,
+                                [&](Seq seq, std::string_view record) { merged.emplace(seq, record); }))
+      return lmdb_error(call, rc);
   }
   std::size_t taken = 0;
   const auto& log = pending_[kLog].ordered();
   for (auto it = log.lower_bound(start.value()); it != log.end() && taken < limit && in_conv(it->first);
        ++it, ++taken) {
-    if (it->second.value) merged[it->first] = *it->second.value;
-    else merged.erase(it->first);
+    const Seq seq = get_be64(std::string_view(it->first).substr(prefix.size()));
+    if (it->second.value) merged[seq] = *it->second.value;
+    else merged.erase(seq);
   }
-  for (const auto& [key, frame] : merged) {
+  const std::string_view conv_name = conv;
+  for (const auto& [seq, record] : merged) {
     if (out.size() == limit) break;
-    out.push_back(StoredMessage{get_be64(key.substr(prefix.size())), std::string(frame)});
+    auto frame = record_frame(record, conv_name, seq);
+    if (!frame.ok())
+      return make_error(ErrorCode::unavailable, "store: seq " + std::to_string(seq) + " of " +
+                                                    std::string(conv) + ": " +
+                                                    frame.error().message);
+    out.push_back(StoredMessage{seq, std::move(frame).value()});
   }
   return out;
 }

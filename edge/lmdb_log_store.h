@@ -26,6 +26,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "chunked_log.h"
 #include "waymark/log_store.h"
 #include "write_ahead_log.h"
 
@@ -118,13 +119,20 @@ struct LmdbOptions {
   std::chrono::milliseconds apply_interval{100};
 };
 
-// The layout: four named sub-databases; every seq is 8 bytes big-endian, so that in keys byte
-// order is numeric order:
-//   "log"      tenant \0 conv \0 seq(8 BE)  -> the stored msg frame (JSON text)
-//   "ids"      tenant \0 conv \0 id         -> seq (8 BE)
+// The layout: named sub-databases; every seq is 8 bytes big-endian, so that in keys byte order
+// is numeric order:
+//   "convs", "chunks", "idx"  the message log and its id index (chunked_log.h): each msg's
+//                             stored record (stored_record.h) in page-sized chunks per
+//                             conversation, and 16 bytes per id
 //   "receipts" tenant \0 user \0 conv       -> delivered (8 BE) read (8 BE)
 //   "heads"    tenant \0 conv               -> seq (8 BE)
 //   "meta"     "wal_applied"                -> the last write-ahead log batch in LMDB (8 BE)
+//              "next_conv"                  -> the next conversation number (8 BE)
+// The write-ahead log and the pending layer key the log by tenant \0 conv \0 seq(8 BE) and
+// the ids by tenant \0 conv \0 id; a checkpoint lays them out as above.
+// Before 2026-12, "log" held tenant \0 conv \0 seq -> the msg frame (JSON) and "ids"
+// tenant \0 conv \0 id -> seq; Open moves such a store's messages into the chunked layout, a
+// bounded batch per durable transaction, so an interrupted move resumes where it stopped.
 // The \0 separator is unambiguous because no tenant, conv, user or id may contain \0 (the
 // identifier rules); the store checks it anyway and refuses such a name with `invalid`, since
 // a tenant from a token's claim is not covered by those rules. Because \0 sorts first, one
@@ -174,8 +182,8 @@ class LmdbLogStore final : public LogStore {
 
  private:
   struct Dbis {  // by Db (the .cpp), in this order
-    MDB_dbi log = 0;
-    MDB_dbi ids = 0;
+    MDB_dbi log = 0;  // the layout before chunks: emptied by Open (migrate_legacy_log)
+    MDB_dbi ids = 0;  // ditto
     MDB_dbi receipts = 0;
     MDB_dbi heads = 0;
     MDB_dbi audit = 0;   // 8-byte big-endian record number -> audit record (JSON)
@@ -184,6 +192,9 @@ class LmdbLogStore final : public LogStore {
     MDB_dbi staged = 0;
     MDB_dbi dead = 0;    // (tenant, conv, id) -> dead letter record (JSON)
     MDB_dbi meta = 0;    // "wal_applied" -> 8 BE
+    MDB_dbi convs = 0;   // chunked_log.h
+    MDB_dbi chunks = 0;
+    MDB_dbi idx = 0;
   };
   static constexpr std::size_t kDbs = 8;
   class Txn;     // an MDB_txn and the map lock it holds; defined in the .cpp
@@ -199,7 +210,7 @@ class LmdbLogStore final : public LogStore {
   static bool ordered_db(std::size_t db);
 
   LmdbLogStore(std::string path, MDB_env* env, Dbis dbis, std::size_t max_map_bytes,
-               std::size_t map_bytes, const LmdbOptions& options);
+               std::size_t map_bytes, std::size_t page_bytes, const LmdbOptions& options);
 
   MDB_dbi dbi(std::size_t db) const;
   Result<Txn> begin(unsigned flags);
@@ -211,6 +222,12 @@ class LmdbLogStore final : public LogStore {
   Status write_lmdb(const std::function<int(MDB_txn*, std::string& failed_call)>& apply);
   // Looks key up in the pending layer, then in LMDB through txn. REQUIRES: pending_mutex_ held.
   Result<std::optional<std::string>> lookup(std::size_t db, std::string_view key, MDB_txn* txn) const;
+  // Changes, per sub-database in key order, into LMDB (null: erase): a checkpoint's, the
+  // recovery's, the legacy move's. The log and the ids go through ChunkedLog.
+  using ChangeList = std::vector<std::pair<std::string_view, const std::string*>>;
+  int apply_changes(MDB_txn* txn, const std::array<ChangeList, kDbs>& changes,
+                    std::string& call) const;
+  Status migrate_legacy_log();
   Status recover();
   Status checkpoint();
   void run_applier();
@@ -221,6 +238,8 @@ class LmdbLogStore final : public LogStore {
   Dbis dbis_;
   std::size_t max_map_bytes_ = 0;
   std::size_t max_key_bytes_ = 0;
+  std::size_t chunk_bytes_ = 0;  // one overflow page's worth: the page size less its header
+  mutable ConvNumbers conv_numbers_;
 
   // mdb_env_set_mapsize remaps the file: no transaction of this process may be open while it
   // runs. Every transaction holds map_mutex_ shared; a resize holds it exclusively.

@@ -603,16 +603,11 @@ class ObjectText {
   std::string text_;
 };
 
-// The msg frame, its body last as sent.
 std::string serialize_msg(const Msg& m) {
-  ObjectText o(128 + m.conv.size() + m.id.size() + m.from.size() + m.body.text.size());
-  o.str("t", "msg").str("conv", m.conv);
-  if (m.seq) o.num("seq", *m.seq);
-  if (m.provisional) o.yes("prov");
-  o.str("id", m.id).str("from", m.from).num("ts", m.ts);
-  if (m.cts) o.num("cts", *m.cts);
-  if (m.trace) o.str("trace", *m.trace);
-  return o.raw("body", m.body.text).done();
+  return serialize_msg_fields(MsgFields{m.conv, m.seq, m.provisional, m.id, m.from, m.ts, m.cts,
+                                        m.trace ? std::optional<std::string_view>(*m.trace)
+                                                : std::nullopt,
+                                        m.body.text});
 }
 
 std::string serialize_ack(const Ack& f) {
@@ -793,6 +788,18 @@ std::string json_quote(std::string_view text) {
 }
 
 std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, frame); }
+
+// The msg frame, its body last as sent.
+std::string serialize_msg_fields(const MsgFields& m) {
+  ObjectText o(128 + m.conv.size() + m.id.size() + m.from.size() + m.body.size());
+  o.str("t", "msg").str("conv", m.conv);
+  if (m.seq) o.num("seq", *m.seq);
+  if (m.provisional) o.yes("prov");
+  o.str("id", m.id).str("from", m.from).num("ts", m.ts);
+  if (m.cts) o.num("cts", *m.cts);
+  if (m.trace) o.str("trace", *m.trace);
+  return o.raw("body", m.body).done();
+}
 
 std::string serialize(const Msg& msg) { return serialize_msg(msg); }
 

@@ -1,7 +1,9 @@
-// The codec's DOM path on its own, for the tests that hold parse_frame's fast path (a send read
-// without a DOM) to it: every text must come out of both the same.
+// The codec's internals shared with its neighbours: the DOM path on its own, for the tests that
+// hold parse_frame's fast path (a send read without a DOM) to it, and the msg frame's one writer.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "waymark/codec.h"
@@ -11,5 +13,20 @@ namespace waymark {
 // parse_frame without the send fast path: boost::json's DOM, then the frame's rules.
 Result<Frame, FrameError> parse_frame_dom(std::string_view text, Direction direction,
                                           const ParseLimits& limits = {});
+
+// A msg frame's fields as views, for writers that hold them elsewhere than in a Msg (a stored
+// record): serialize(const Msg&) and record_frame write through the one function below.
+struct MsgFields {
+  std::string_view conv;
+  std::optional<Seq> seq;
+  bool provisional = false;
+  std::string_view id;
+  std::string_view from;
+  TimeMs ts = 0;
+  std::optional<TimeMs> cts;
+  std::optional<std::string_view> trace;
+  std::string_view body;  // JSON text
+};
+std::string serialize_msg_fields(const MsgFields& fields);
 
 }  // namespace waymark

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "waymark/codec.h"
+#include "waymark/stored_record.h"
 
 namespace waymark {
 namespace {
@@ -30,14 +31,31 @@ FrameFacts facts_of(const std::optional<std::string>& stored) {
   return facts;
 }
 
-// A repeat of a stored id: the original seq (0: staged), ts and trace from the stored frame.
-AppendOutcome duplicate_outcome(const std::optional<std::string>& stored, Seq seq) {
+// A repeat of a staged id: seq 0, the ts and trace from the staged frame.
+AppendOutcome staged_duplicate(const std::optional<std::string>& staged) {
+  AppendOutcome outcome;
+  outcome.seq = 0;
+  outcome.dup = true;
+  FrameFacts facts = facts_of(staged);
+  outcome.ts = facts.ts;
+  outcome.trace = std::move(facts.trace);
+  return outcome;
+}
+
+// A repeat of a logged id: the original seq, ts and trace from its record.
+Result<AppendOutcome> logged_duplicate(const std::optional<std::string>& record,
+                                       std::string_view conv, Seq seq) {
   AppendOutcome outcome;
   outcome.seq = seq;
   outcome.dup = true;
-  FrameFacts facts = facts_of(stored);
-  outcome.ts = facts.ts;
-  outcome.trace = std::move(facts.trace);
+  if (!record) return outcome;
+  auto stored = decode_record(*record, conv, seq);
+  if (!stored.ok())
+    return make_error(ErrorCode::unavailable, "store: seq " + std::to_string(seq) + " of " +
+                                                  std::string(conv) + ": " +
+                                                  stored.error().message);
+  outcome.ts = stored.value().ts;
+  outcome.trace = std::move(stored.value().trace);
   return outcome;
 }
 
@@ -48,12 +66,12 @@ Result<AppendOutcome> apply_append(LogTxn& txn, const AppendRequest& request) {
   if (existing.value()) {
     auto stored = txn.message(request.tenant, msg.conv, *existing.value());
     if (!stored.ok()) return stored.error();
-    return duplicate_outcome(stored.value(), *existing.value());
+    return logged_duplicate(stored.value(), msg.conv, *existing.value());
   }
   if (request.stage) {
     auto staged = txn.staged(request.tenant, msg.conv, msg.id);
     if (!staged.ok()) return staged.error();
-    if (staged.value()) return duplicate_outcome(staged.value(), 0);
+    if (staged.value()) return staged_duplicate(staged.value());
     Msg provisional = msg;
     provisional.seq.reset();
     provisional.provisional = true;
@@ -73,7 +91,8 @@ Result<AppendOutcome> apply_append(LogTxn& txn, const AppendRequest& request) {
   Msg sequenced = msg;
   sequenced.seq = head.value() + 1;
   auto frame = std::make_shared<const std::string>(stored_frame(sequenced));
-  Status appended = txn.append(request.tenant, msg.conv, *sequenced.seq, msg.id, *frame);
+  Status appended =
+      txn.append(request.tenant, msg.conv, *sequenced.seq, msg.id, encode_record(sequenced));
   if (!appended.ok()) return appended.error();
 
   AppendOutcome outcome;
@@ -133,7 +152,7 @@ Result<WriteResult> apply_replicate(LogTxn& txn, const ReplicateRequest& request
   Msg stored = msg;
   stored.provisional = false;
   auto frame = std::make_shared<const std::string>(stored_frame(stored));
-  Status appended = txn.append(request.tenant, msg.conv, *msg.seq, msg.id, *frame);
+  Status appended = txn.append(request.tenant, msg.conv, *msg.seq, msg.id, encode_record(stored));
   if (!appended.ok()) return appended.error();
   outcome.stored = true;
   outcome.frame = std::move(frame);

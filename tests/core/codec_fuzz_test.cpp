@@ -13,6 +13,7 @@
 #include "codec_internal.h"
 #include "waymark/auth.h"
 #include "waymark/codec.h"
+#include "waymark/stored_record.h"
 #include "waymark/edge_node.h"
 #include "waymark/identifiers.h"
 #include "core/memory_log_store.h"
@@ -642,8 +643,15 @@ TEST_CASE("codec fuzz: an edge answers garbage with err, and nobody else notices
   // ---- the stored data ----
   const MemoryLogStore::Data& data = edge.store.data();
   std::size_t from_fuzz = 0, from_calm = 0;
-  for (const auto& [key, frame] : data.log) {
+  for (const auto& [key, record] : data.log) {
     const auto& [tenant, conv, seq] = key;
+    auto made = record_frame(record, conv, seq);
+    if (!made.ok()) {
+      failures.add("stored " + conv + "#" + std::to_string(seq) + ": not a record (" +
+                   made.error().message + ")");
+      continue;
+    }
+    const std::string& frame = made.value();
     const std::string where = "stored " + conv + "#" + std::to_string(seq) + " " + excerpt(frame, 600);
     if (tenant != "dev") failures.add(where + ": tenant " + tenant);
     if (conv == "ops" && seq <= 5) {

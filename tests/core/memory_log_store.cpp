@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "waymark/stored_record.h"
+
 namespace waymark {
 namespace {
 
@@ -38,12 +40,12 @@ class MemoryTxn final : public LogTxn {
   }
 
   Status append(std::string_view tenant, std::string_view conv, Seq seq, std::string_view id,
-                std::string_view frame) override {
+                std::string_view record) override {
     auto current = head(tenant, conv);
     if (!current.ok()) return current.error();
     if (seq != current.value() + 1)
       return make_error(ErrorCode::unavailable, "store: append out of order");
-    staged_.log[{std::string(tenant), std::string(conv), seq}] = std::string(frame);
+    staged_.log[{std::string(tenant), std::string(conv), seq}] = std::string(record);
     staged_.ids[{std::string(tenant), std::string(conv), std::string(id)}] = seq;
     staged_.heads[{std::string(tenant), std::string(conv)}] = seq;
     return ok_status();
@@ -136,7 +138,9 @@ Result<std::vector<StoredMessage>> MemoryLogStore::read_after(std::string_view t
   for (; it != data_.log.end() && out.size() < limit; ++it) {
     const auto& [t, c, seq] = it->first;
     if (t != tenant || c != conv) break;
-    out.push_back(StoredMessage{seq, it->second});
+    auto frame = record_frame(it->second, conv, seq);
+    if (!frame.ok()) return frame.error();
+    out.push_back(StoredMessage{seq, std::move(frame).value()});
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include "waymark/auth.h"
 #include "waymark/codec.h"
 #include "waymark/edge_node.h"
+#include "waymark/stored_record.h"
 #include "waymark/upstream_op.h"
 #include "waymark/write_batch.h"
 
@@ -31,20 +32,19 @@ int rank(RowState state) {
 
 const std::string kTenant = "dev";
 
-// A log as (seq, id) per conversation, from the stored frames.
+// A log as (seq, id) per conversation, from the stored records.
 std::map<std::string, std::vector<std::pair<Seq, std::string>>> log_of(const MemoryLogStore& store,
                                                                        std::vector<std::string>& problems,
                                                                        const std::string& name) {
   std::map<std::string, std::vector<std::pair<Seq, std::string>>> out;
-  for (const auto& [key, frame] : store.data().log) {
+  for (const auto& [key, record] : store.data().log) {
     const auto& [tenant, conv, seq] = key;
-    auto parsed = parse_frame(frame, Direction::from_edge);
-    const Msg* msg = parsed.ok() ? std::get_if<Msg>(&parsed.value()) : nullptr;
-    if (!msg || msg->seq != seq || msg->provisional) {
-      problems.push_back(name + ": log entry " + conv + "/" + std::to_string(seq) + " is not its msg");
+    auto msg = decode_record(record, conv, seq);
+    if (!msg.ok()) {
+      problems.push_back(name + ": log entry " + conv + "/" + std::to_string(seq) + " is not a record");
       continue;
     }
-    out[conv].emplace_back(seq, msg->id);
+    out[conv].emplace_back(seq, msg.value().id);
   }
   return out;
 }

@@ -1039,4 +1039,202 @@ TEST_CASE("wal: after many checkpoints reusing both files, a crash still recover
   }
 }
 
+
+// ---- the log's chunks, and the layout before them ----------------------------------------
+
+TEST_CASE("lmdb: the log's chunks: interleaved conversations, checkpoints mid-run, every cursor "
+          "and every id after reopen", "[lmdb][chunks]") {
+  TempDir dir;
+  LmdbOptions options = log_only();  // checkpoints only where this test syncs
+  const std::vector<std::string> convs = {"a", "b", "a1"};
+  std::map<std::string, std::vector<std::string>> frames;  // per conv, the frames fanned out
+  std::map<std::string, std::vector<std::tuple<std::string, TimeMs, std::string>>> sent;
+  auto check_reads = [&](LogReader& store, bool every_cursor) {
+    for (const auto& conv : convs) {
+      const auto& expected = frames[conv];
+      CAPTURE(conv, expected.size());
+      REQUIRE(head_of(store, "t", conv) == expected.size());
+      const std::vector<std::uint32_t> limits = {1, 7, 100000};
+      for (Seq after = 0; after <= expected.size(); after += every_cursor ? 1 : 25)
+        for (std::uint32_t limit : limits) {
+          auto got = read(store, "t", conv, after, limit);
+          const std::size_t want = std::min<std::size_t>(limit, expected.size() - after);
+          REQUIRE(got.size() == want);
+          for (std::size_t i = 0; i < want; ++i) {
+            CHECK(got[i].seq == after + 1 + i);
+            CHECK(got[i].frame == expected[after + i]);
+          }
+        }
+    }
+  };
+  {
+    auto store = open_store(dir.path(), options);
+    std::uint64_t n = 0;
+    for (int b = 0; b < 60; ++b) {
+      std::vector<WriteRequest> batch;
+      for (int i = 0; i < 7; ++i, ++n) {
+        const std::string& conv = convs[n % convs.size()];
+        // Bodies from a few bytes to a few hundred, and now and then one bigger than a page.
+        std::string text(n % 41 == 40 ? 9000 : (n * 37) % 700, static_cast<char>('a' + n % 26));
+        std::string id = numbered(numbered("id", n) + "-", n * 7919 % 1000);
+        const TimeMs ts = 1000 + static_cast<TimeMs>(n);
+        batch.push_back(append(n, "t", conv, id, text, ts, traceparent(n + 1)));
+        sent[conv].emplace_back(id, ts, traceparent(n + 1));
+      }
+      auto outcomes = commit(*store, batch);
+      for (std::size_t i = 0; i < outcomes.size(); ++i)
+        frames[std::get<AppendRequest>(batch[i].op).msg.conv].push_back(*appended(outcomes[i]).frame);
+      if (b % 3 == 2) REQUIRE(store->sync().ok());
+      if (b % 10 == 9) check_reads(*store, false);  // LMDB's chunks under the pending layer
+    }
+  }
+  auto store = open_store(dir.path(), options);
+  check_reads(*store, true);
+  // Every id is found in the index: each retry is a dup with the original's seq, ts and trace.
+  std::vector<WriteRequest> retries;
+  std::vector<std::tuple<Seq, TimeMs, std::string>> originals;
+  for (const auto& conv : convs)
+    for (std::size_t i = 0; i < sent[conv].size(); ++i) {
+      const auto& [id, ts, trace] = sent[conv][i];
+      retries.push_back(append(retries.size(), "t", conv, id, "retried", 999999));
+      originals.emplace_back(i + 1, ts, trace);
+    }
+  auto outcomes = commit(*store, retries);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    const AppendOutcome& outcome = appended(outcomes[i]);
+    CAPTURE(i);
+    CHECK(outcome.dup);
+    CHECK(outcome.seq == std::get<0>(originals[i]));
+    CHECK(outcome.ts == std::get<1>(originals[i]));
+    CHECK(outcome.trace == std::optional<std::string>(std::get<2>(originals[i])));
+  }
+  // A new id still gets the next seq, and an id of one conversation is new in another.
+  auto fresh = commit(*store, {append(1, "t", "a", "brand-new"), append(2, "t", "b", std::get<0>(sent["a"][0]))});
+  CHECK_FALSE(appended(fresh[0]).dup);
+  CHECK(appended(fresh[0]).seq == frames["a"].size() + 1);
+  CHECK_FALSE(appended(fresh[1]).dup);
+  CHECK(appended(fresh[1]).seq == frames["b"].size() + 1);
+}
+
+namespace {
+
+// A store as an edge wrote it before the chunked layout: "log" (tenant \0 conv \0 seq -> msg
+// frame), "ids" and "heads", written with LMDB directly.
+void write_legacy_store(const std::string& dir, const std::vector<Msg>& msgs, const std::string& tenant) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == MDB_SUCCESS);
+  std::unique_ptr<MDB_env, decltype(&mdb_env_close)> owned(env, &mdb_env_close);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == MDB_SUCCESS);
+  REQUIRE(mdb_env_set_mapsize(env, 256 * kMiB) == MDB_SUCCESS);
+  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0600) == MDB_SUCCESS);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == MDB_SUCCESS);
+  MDB_dbi log = 0, ids = 0, heads = 0;
+  REQUIRE(mdb_dbi_open(txn, "log", MDB_CREATE, &log) == MDB_SUCCESS);
+  REQUIRE(mdb_dbi_open(txn, "ids", MDB_CREATE, &ids) == MDB_SUCCESS);
+  REQUIRE(mdb_dbi_open(txn, "heads", MDB_CREATE, &heads) == MDB_SUCCESS);
+  auto be64 = [](std::uint64_t value) {
+    std::string out(8, '\0');
+    for (int i = 7; i >= 0; --i, value >>= 8) out[static_cast<std::size_t>(i)] = static_cast<char>(value & 0xff);
+    return out;
+  };
+  auto put = [&](MDB_dbi dbi, const std::string& key, const std::string& value) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
+    REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == MDB_SUCCESS);
+  };
+  for (const Msg& msg : msgs) {
+    const std::string conv_key = tenant + '\0' + msg.conv;
+    put(log, conv_key + '\0' + be64(*msg.seq), serialize(msg));
+    put(ids, conv_key + '\0' + msg.id, be64(*msg.seq));
+    put(heads, conv_key, be64(*msg.seq));
+  }
+  REQUIRE(mdb_txn_commit(txn) == MDB_SUCCESS);
+}
+
+// Entries in the named sub-database of the store in dir (opened read-only).
+std::size_t entries_in(const std::string& dir, const char* name) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == MDB_SUCCESS);
+  std::unique_ptr<MDB_env, decltype(&mdb_env_close)> owned(env, &mdb_env_close);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == MDB_SUCCESS);
+  REQUIRE(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0600) == MDB_SUCCESS);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == MDB_SUCCESS);
+  std::unique_ptr<MDB_txn, decltype(&mdb_txn_abort)> owned_txn(txn, &mdb_txn_abort);
+  MDB_dbi dbi = 0;
+  REQUIRE(mdb_dbi_open(txn, name, 0, &dbi) == MDB_SUCCESS);
+  MDB_stat stat{};
+  REQUIRE(mdb_stat(txn, dbi, &stat) == MDB_SUCCESS);
+  return stat.ms_entries;
+}
+
+Msg legacy_msg(const std::string& conv, Seq seq) {
+  Msg msg = std::get<AppendRequest>(append(0, "t", conv, numbered("m", seq), numbered("old ", seq),
+                                           500 + static_cast<TimeMs>(seq), traceparent(seq))
+                                        .op)
+                .msg;
+  msg.seq = seq;
+  return msg;
+}
+
+}  // namespace
+
+TEST_CASE("lmdb: a store in the layout before chunks moves into them at Open, ids and heads intact",
+          "[lmdb][chunks]") {
+  TempDir dir;
+  constexpr Seq kOps = 10050;  // more than one move transaction's worth
+  std::vector<Msg> msgs;
+  for (Seq seq = 1; seq <= kOps; ++seq) msgs.push_back(legacy_msg("ops", seq));
+  for (Seq seq = 1; seq <= 3; ++seq) msgs.push_back(legacy_msg("dev", seq));
+  write_legacy_store(dir.path(), msgs, "t");
+  {
+    auto store = open_store(dir.path());
+    CHECK(head_of(*store, "t", "ops") == kOps);
+    auto ops = read(*store, "t", "ops", 0, 100000);
+    REQUIRE(ops.size() == kOps);
+    for (Seq seq = 1; seq <= kOps; ++seq) REQUIRE(ops[seq - 1].frame == serialize(msgs[seq - 1]));
+    auto dev = read(*store, "t", "dev", 1, 10);
+    REQUIRE(seqs(dev) == range(2, 3));
+    CHECK(dev[0].frame == serialize(msgs[kOps + 1]));
+    // A retry of an id stored before the move is a dup with its original seq, ts and trace.
+    auto retry = commit(*store, {append(1, "t", "ops", "m5", "again", 99), append(2, "t", "ops", "new")});
+    CHECK(appended(retry[0]).dup);
+    CHECK(appended(retry[0]).seq == 5);
+    CHECK(appended(retry[0]).ts == 505);
+    CHECK(appended(retry[0]).trace == std::optional<std::string>(traceparent(5)));
+    CHECK_FALSE(appended(retry[1]).dup);
+    CHECK(appended(retry[1]).seq == kOps + 1);
+  }
+  CHECK(entries_in(dir.path(), "log") == 0);
+  CHECK(entries_in(dir.path(), "ids") == 0);
+  auto store = open_store(dir.path());
+  CHECK(read(*store, "t", "ops", kOps - 1, 10).size() == 2);
+  CHECK(appended(commit(*store, {append(1, "t", "ops", "m10050")})[0]).dup);
+}
+
+TEST_CASE("wal: a log an older edge wrote (msg frames as values) is recovered into records",
+          "[lmdb][wal][chunks]") {
+  TempDir dir;
+  { auto store = open_store(dir.path()); }  // an empty store, all applied
+  const Msg msg = legacy_msg("ops", 1);
+  {
+    auto wal = WriteAheadLog::Open(dir.path());
+    REQUIRE(wal.ok());
+    const std::string conv_key = std::string("t") + '\0' + "ops";
+    const std::string seq_one("\0\0\0\0\0\0\0\x01", 8);
+    // The sub-database numbers of lmdb_log_store.cpp: log 0, ids 1, heads 3.
+    REQUIRE(wal.value()
+                ->append(1, {WalChange{0, conv_key + '\0' + seq_one, serialize(msg)},
+                             WalChange{1, conv_key + '\0' + msg.id, seq_one},
+                             WalChange{3, conv_key, seq_one}})
+                .ok());
+  }
+  auto store = open_store(dir.path());
+  CHECK(head_of(*store, "t", "ops") == 1);
+  auto ops = read(*store, "t", "ops", 0, 10);
+  REQUIRE(ops.size() == 1);
+  CHECK(ops[0].frame == serialize(msg));
+  CHECK(appended(commit(*store, {append(1, "t", "ops", msg.id)})[0]).dup);
+}
+
 }  // namespace waymark::edge

@@ -1,8 +1,8 @@
 // LogStore: the edge's durable log behind an interface (leveldb's Env pattern). The LMDB
-// implementation lives in edge/, the in-memory test double in tests/core/memory_log_store.h. Keys are
-// (tenant, conv, seq); the idempotency index is (tenant, conv, id) -> seq; receipts are
-// (tenant, user, conv); the audit log is a sequence of JSON records. Readers may be called
-// from any thread; write() from one writer only.
+// implementation lives in edge/, the in-memory test double in tests/core/memory_log_store.h. Keys
+// are (tenant, conv, seq), each holding a msg's stored record (stored_record.h); the idempotency
+// index is (tenant, conv, id) -> seq; receipts are (tenant, user, conv); the audit log is a
+// sequence of JSON records. Readers may be called from any thread; write() from one writer only.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,7 @@ inline Status ok_status() { return std::monostate{}; }
 
 struct StoredMessage {
   Seq seq = 0;
-  std::string frame;  // the msg frame exactly as it goes on the wire
+  std::string frame;  // the msg frame exactly as it goes on the wire (record_frame of the record)
 };
 
 // A relaying edge's staged send: stored here, not yet sequenced by the root (docs/regions.md).
@@ -60,11 +60,13 @@ class LogTxn {
   virtual Result<Seq> head(std::string_view tenant, std::string_view conv) = 0;
   virtual Result<std::optional<Seq>> find_id(std::string_view tenant, std::string_view conv,
                                              std::string_view id) = 0;
+  // The stored record (stored_record.h) of seq.
   virtual Result<std::optional<std::string>> message(std::string_view tenant,
                                                      std::string_view conv, Seq seq) = 0;
-  // REQUIRES: seq == head(tenant, conv) + 1 and id not yet indexed; sets the head to seq.
+  // REQUIRES: seq == head(tenant, conv) + 1, id not yet indexed, record an encode_record of
+  // the msg whose id is id; sets the head to seq.
   virtual Status append(std::string_view tenant, std::string_view conv, Seq seq,
-                        std::string_view id, std::string_view frame) = 0;
+                        std::string_view id, std::string_view record) = 0;
   virtual Result<ReceiptCursors> receipts(std::string_view tenant, std::string_view user,
                                           std::string_view conv) = 0;
   virtual Status put_receipts(std::string_view tenant, std::string_view user,
