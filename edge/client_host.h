@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "waymark/client_session.h"
+#include "ws_frame.h"
 
 namespace waymark::edge {
 
@@ -78,6 +79,7 @@ class ClientHost {
   bool tls_ = false;
   std::string ca_file_;
   std::unique_ptr<RandomSource> random_;
+  MaskKeys mask_keys_;  // seeded from random_
   lws_context* context_ = nullptr;
   std::vector<lws_protocols> protocols_;
   std::vector<Entry> sessions_;

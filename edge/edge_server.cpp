@@ -3,6 +3,7 @@
 #include "edge_server.h"
 
 #include "waymark/codec.h"
+#include "ws_frame.h"
 
 #include <boost/json/serialize.hpp>
 
@@ -45,24 +46,6 @@ class OsRandom final : public RandomSource {
   std::array<std::uint64_t, 512> buffer_{};
   std::size_t next_ = buffer_.size();
 };
-
-// Appends one unmasked WebSocket text frame (RFC 6455 5.2: FIN, opcode 1, the payload length
-// in 7, 16 or 64 bits) holding text: a server's frames, written several to one send.
-void append_text_frame(std::vector<unsigned char>& out, std::string_view text) {
-  const std::size_t n = text.size();
-  out.push_back(0x81);
-  if (n < 126) {
-    out.push_back(static_cast<unsigned char>(n));
-  } else if (n < 65536) {
-    out.push_back(126);
-    out.push_back(static_cast<unsigned char>(n >> 8));
-    out.push_back(static_cast<unsigned char>(n));
-  } else {
-    out.push_back(127);
-    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<unsigned char>(n >> shift));
-  }
-  out.insert(out.end(), text.begin(), text.end());
-}
 
 struct PerSession {  // lws's per-connection user data: just our id
   ConnId id;

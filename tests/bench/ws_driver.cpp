@@ -9,39 +9,7 @@ namespace {
 
 constexpr std::size_t kBytesPerWrite = 64 * 1024;
 
-// Appends one masked WebSocket text frame (RFC 6455 5.2, a client's: FIN, opcode 1, the mask
-// bit, the length in 7, 16 or 64 bits, the 4-byte key, the payload XORed with it).
-void append_masked_text_frame(std::vector<unsigned char>& out, std::string_view text,
-                              std::uint32_t key) {
-  const std::size_t n = text.size();
-  out.push_back(0x81);
-  if (n < 126) {
-    out.push_back(static_cast<unsigned char>(0x80 | n));
-  } else if (n < 65536) {
-    out.push_back(0x80 | 126);
-    out.push_back(static_cast<unsigned char>(n >> 8));
-    out.push_back(static_cast<unsigned char>(n));
-  } else {
-    out.push_back(0x80 | 127);
-    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<unsigned char>(n >> shift));
-  }
-  unsigned char mask[4] = {static_cast<unsigned char>(key >> 24), static_cast<unsigned char>(key >> 16),
-                           static_cast<unsigned char>(key >> 8), static_cast<unsigned char>(key)};
-  out.insert(out.end(), mask, mask + 4);
-  std::size_t at = out.size();
-  out.resize(at + n);
-  for (std::size_t i = 0; i < n; ++i)
-    out[at + i] = static_cast<unsigned char>(text[i]) ^ mask[i & 3];
-}
-
 }  // namespace
-
-std::uint32_t WsDriver::next_mask() {  // xorshift32: a fresh key per frame, as RFC 6455 asks
-  mask_state_ ^= mask_state_ << 13;
-  mask_state_ ^= mask_state_ >> 17;
-  mask_state_ ^= mask_state_ << 5;
-  return mask_state_;
-}
 
 struct Socket {
   std::size_t conn = 0;
@@ -222,7 +190,7 @@ int WsDriver::handle(lws* wsi, lws_callback_reasons reason, void* in, size_t len
       // buffers what the socket does not take.
       write_buffer_.resize(LWS_PRE);
       while (!conn.out.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWrite) {
-        append_masked_text_frame(write_buffer_, conn.out.front(), next_mask());
+        edge::append_text_frame(write_buffer_, conn.out.front(), mask_keys_.next());
         conn.out.pop_front();
       }
       std::size_t bytes = write_buffer_.size() - LWS_PRE;

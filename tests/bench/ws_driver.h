@@ -17,6 +17,7 @@
 
 #include "waymark/codec.h"
 #include "waymark/frames.h"
+#include "ws_frame.h"
 
 namespace waymark::bench {
 
@@ -86,7 +87,6 @@ class WsDriver {
   void start_connects();
   void socket_gone(Socket* socket);
   static void on_tick(lws_sorted_usec_list_t* sul);
-  std::uint32_t next_mask();
 
   WsDriverOptions options_;
   WsHandler& handler_;
@@ -97,7 +97,7 @@ class WsDriver {
   std::deque<std::size_t> connect_queue_;
   int connecting_ = 0;
   std::vector<unsigned char> write_buffer_;
-  std::uint32_t mask_state_ = 0x9e3779b9u;
+  edge::MaskKeys mask_keys_{0x9e3779b9u};  // a fresh masking key per frame
   ParseLimits limits_{std::size_t{1} << 24};
   std::uint64_t frames_in_ = 0;
   std::uint64_t bad_frames_ = 0;
