@@ -601,22 +601,30 @@ void EdgeNode::unsubscribe(ConnId conn, Connection& c, const std::string& conv, 
 void EdgeNode::send_to_topic(const TopicKey& key, const Frame& frame, ConnId except) {
   auto topic = topics_.find(key);
   if (topic == topics_.end()) return;
-  auto text = std::make_shared<const std::string>(serialize(frame));
-  std::string_view type = frame_type(frame);
+  EdgeFanout fanout{{}, std::make_shared<const std::string>(serialize(frame)), frame_type(frame)};
   for (ConnId subscriber : topic->second.subscribers) {
     if (subscriber == except) continue;
     auto c = connections_.find(subscriber);
     if (c == connections_.end() || c->second.closing) continue;
     auto sub = c->second.subs.find(key.second);
     if (sub == c->second.subs.end() || !sub->second.live) continue;
-    write_shared(subscriber, text, type);
+    fanout.conns.push_back(subscriber);
   }
+  push_fanout(std::move(fanout));
+}
+
+void EdgeNode::push_fanout(EdgeFanout fanout) {
+  if (!fanout.conns.empty()) outputs_.push_back(std::move(fanout));
 }
 
 void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, Seq seq,
                            const std::shared_ptr<const std::string>& frame) {
   auto topic = topics_.find({tenant, conv});
   if (topic == topics_.end()) return;
+  // The subscribers that get this frame, in one output after the loop: a subscriber's gap
+  // fill (written inside the loop) still comes before it.
+  EdgeFanout fanout{{}, frame, "msg"};
+  fanout.conns.reserve(topic->second.subscribers.size());
   for (ConnId subscriber : topic->second.subscribers) {
     auto c = connections_.find(subscriber);
     if (c == connections_.end() || c->second.closing) continue;
@@ -639,10 +647,11 @@ void EdgeNode::fan_out_msg(const std::string& tenant, const std::string& conv, S
       }
       if (sub.last_sent + 1 != seq) continue;
     }
-    write_shared(subscriber, frame, "msg");
+    fanout.conns.push_back(subscriber);
     sub.last_sent = seq;
     ++counters_.fanout_deliveries;
   }
+  push_fanout(std::move(fanout));
 }
 
 bool EdgeNode::check_access(ConnId conn, const Connection& c, const std::string& conv,
@@ -949,11 +958,6 @@ void EdgeNode::write(ConnId conn, std::string text, std::string_view type) {
   outputs_.push_back(EdgeWrite{conn, std::make_shared<const std::string>(std::move(text)), type});
 }
 
-void EdgeNode::write_shared(ConnId conn, std::shared_ptr<const std::string> text,
-                            std::string_view type) {
-  outputs_.push_back(EdgeWrite{conn, std::move(text), type});
-}
-
 void EdgeNode::write_frame(ConnId conn, const Frame& frame) {
   write(conn, serialize(frame), frame_type(frame));
 }
@@ -1079,14 +1083,16 @@ void EdgeNode::fan_out_provisional(const TopicKey& key,
                                    const std::shared_ptr<const std::string>& frame) {
   auto topic = topics_.find(key);
   if (topic == topics_.end()) return;
+  EdgeFanout fanout{{}, frame, "msg"};
   for (ConnId subscriber : topic->second.subscribers) {
     auto c = connections_.find(subscriber);
     if (c == connections_.end() || c->second.closing || !c->second.provisional) continue;
     auto sub = c->second.subs.find(key.second);
     if (sub == c->second.subs.end() || !sub->second.live) continue;
-    write_shared(subscriber, frame, "msg");
+    fanout.conns.push_back(subscriber);
     ++counters_.provisional_deliveries;
   }
+  push_fanout(std::move(fanout));
 }
 
 void EdgeNode::set_upstream_path(const std::string& tenant, const std::vector<std::string>& upstream,

@@ -464,6 +464,8 @@ struct EdgeHarness {
       std::vector<WriteRequest> batch;
       for (EdgeOutput& output : outputs) {
         if (auto* write = std::get_if<EdgeWrite>(&output)) step.writes.push_back(std::move(*write));
+        else if (auto* fanout = std::get_if<EdgeFanout>(&output))
+          for (ConnId conn : fanout->conns) step.writes.push_back(EdgeWrite{conn, fanout->text, fanout->type});
         else if (auto* close = std::get_if<EdgeClose>(&output)) step.closes.push_back(std::move(*close));
         else batch.push_back(std::get<EdgePersist>(output).request);
       }

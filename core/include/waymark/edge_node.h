@@ -92,7 +92,13 @@ struct EdgeClose {   // close the socket with this code after the writes before 
 struct EdgePersist { // hand to the writer; report back with on_committed / on_commit_failed
   WriteRequest request;
 };
-using EdgeOutput = std::variant<EdgeWrite, EdgeClose, EdgePersist>;
+struct EdgeFanout {  // EdgeWrite of one shared frame to each of conns, in this order: one output
+                    // per fanned-out frame, not one per subscriber
+  std::vector<ConnId> conns;
+  std::shared_ptr<const std::string> text;
+  std::string_view type;
+};
+using EdgeOutput = std::variant<EdgeWrite, EdgeClose, EdgePersist, EdgeFanout>;
 
 struct EdgeCounters {
   std::map<std::string, std::uint64_t> frames_in;   // by type; "invalid" for unparsable
@@ -308,7 +314,7 @@ class EdgeNode {
 
   bool writable(ConnId conn) const;
   void write(ConnId conn, std::string text, std::string_view type);
-  void write_shared(ConnId conn, std::shared_ptr<const std::string> text, std::string_view type);
+  void push_fanout(EdgeFanout fanout);  // nothing when it reaches nobody
   void write_frame(ConnId conn, const Frame& frame);
   void send_error(ConnId conn, ErrorCode code, std::string msg,
                   const std::optional<std::string>& rid);
@@ -356,12 +362,18 @@ void drain_outputs(EdgeNode& node, OnWrite&& on_write, OnClose&& on_close, OnPer
     std::vector<EdgeOutput> outputs = node.take_outputs();
     if (outputs.empty()) return;
     for (EdgeOutput& output : outputs) {
-      if (auto* write = std::get_if<EdgeWrite>(&output))
+      if (auto* write = std::get_if<EdgeWrite>(&output)) {
         on_write(*write);
-      else if (auto* close = std::get_if<EdgeClose>(&output))
+      } else if (auto* fanout = std::get_if<EdgeFanout>(&output)) {
+        for (ConnId conn : fanout->conns) {
+          EdgeWrite each{conn, fanout->text, fanout->type};
+          on_write(each);
+        }
+      } else if (auto* close = std::get_if<EdgeClose>(&output)) {
         on_close(*close);
-      else
+      } else {
         on_persist(std::get<EdgePersist>(output));
+      }
     }
   }
 }
