@@ -32,16 +32,6 @@ std::string_view as_view(const MDB_val& val) {
   return {static_cast<const char*>(val.mv_data), val.mv_size};
 }
 
-struct Cursor {
-  MDB_cursor* cursor = nullptr;
-  Cursor() = default;
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
-  ~Cursor() {
-    if (cursor) mdb_cursor_close(cursor);
-  }
-};
-
 void put_varint(std::string& out, std::uint64_t value) {
   while (value >= 0x80) {
     out.push_back(static_cast<char>((value & 0x7f) | 0x80));
@@ -107,6 +97,16 @@ int ChunkedLog::conv_number(std::string_view conv_key, std::optional<std::uint64
   }
   out = get_be64(static_cast<const char*>(v.mv_data));
   if (read_only_) known_.remember(conv_key, *out);
+  return MDB_SUCCESS;
+}
+
+int ChunkedLog::open_conv(std::string_view conv_key, MDB_dbi dbi, const char* name,
+                          std::optional<std::uint64_t>& number, CursorCloser& cursor) {
+  if (int rc = conv_number(conv_key, number); rc || !number) return rc;
+  if (int rc = mdb_cursor_open(txn_, dbi, &cursor.cursor)) {
+    call_ = std::string("mdb_cursor_open(") + name + ")";
+    return rc;
+  }
   return MDB_SUCCESS;
 }
 
@@ -176,12 +176,8 @@ int ChunkedLog::chunk_at(MDB_cursor* cursor, std::uint64_t number, Seq seq, Seq&
 int ChunkedLog::record(std::string_view conv_key, Seq seq, std::optional<std::string>& out) {
   out.reset();
   std::optional<std::uint64_t> number;
-  if (int rc = conv_number(conv_key, number); rc || !number) return rc;
-  Cursor c;
-  if (int rc = mdb_cursor_open(txn_, dbis_.chunks, &c.cursor)) {
-    call_ = "mdb_cursor_open(chunks)";
-    return rc;
-  }
+  CursorCloser c;
+  if (int rc = open_conv(conv_key, dbis_.chunks, "chunks", number, c); rc || !number) return rc;
   Seq first = 0;
   std::string_view bytes;
   int rc = chunk_at(c.cursor, *number, seq, first, bytes);
@@ -214,12 +210,8 @@ std::string index_entry(std::string_view id, Seq seq) {
 int ChunkedLog::find_id(std::string_view conv_key, std::string_view id, std::optional<Seq>& out) {
   out.reset();
   std::optional<std::uint64_t> number;
-  if (int rc = conv_number(conv_key, number); rc || !number) return rc;
-  Cursor c;
-  if (int rc = mdb_cursor_open(txn_, dbis_.idx, &c.cursor)) {
-    call_ = "mdb_cursor_open(idx)";
-    return rc;
-  }
+  CursorCloser c;
+  if (int rc = open_conv(conv_key, dbis_.idx, "idx", number, c); rc || !number) return rc;
   char key[kNumberBytes];
   put_be64(key, *number);
   const std::string lowest = index_entry(id, 0);  // sorts first among the id's entries
@@ -240,12 +232,8 @@ int ChunkedLog::read_after(std::string_view conv_key, Seq after, std::uint32_t l
                            const std::function<void(Seq, std::string_view)>& each) {
   if (limit == 0) return MDB_SUCCESS;
   std::optional<std::uint64_t> number;
-  if (int rc = conv_number(conv_key, number); rc || !number) return rc;
-  Cursor c;
-  if (int rc = mdb_cursor_open(txn_, dbis_.chunks, &c.cursor)) {
-    call_ = "mdb_cursor_open(chunks)";
-    return rc;
-  }
+  CursorCloser c;
+  if (int rc = open_conv(conv_key, dbis_.chunks, "chunks", number, c); rc || !number) return rc;
   Seq first = 0;
   std::string_view bytes;
   int rc = chunk_at(c.cursor, *number, after + 1, first, bytes);
@@ -295,7 +283,7 @@ int ChunkedLog::append(std::string_view conv_key, Seq first,
   if (records.empty()) return MDB_SUCCESS;
   std::uint64_t number = 0;
   if (int rc = assign_number(conv_key, number)) return rc;
-  Cursor c;
+  CursorCloser c;
   if (int rc = mdb_cursor_open(txn_, dbis_.chunks, &c.cursor)) {
     call_ = "mdb_cursor_open(chunks)";
     return rc;

@@ -33,6 +33,18 @@
 
 namespace waymark::edge {
 
+// Closes its cursor on scope exit. Declared after the transaction it belongs to, so a
+// read-only transaction's cursor is closed before the transaction ends.
+struct CursorCloser {
+  MDB_cursor* cursor = nullptr;
+  CursorCloser() = default;
+  CursorCloser(const CursorCloser&) = delete;
+  CursorCloser& operator=(const CursorCloser&) = delete;
+  ~CursorCloser() {
+    if (cursor) mdb_cursor_close(cursor);
+  }
+};
+
 struct ChunkedLogDbis {
   MDB_dbi convs = 0;
   MDB_dbi chunks = 0;
@@ -90,6 +102,10 @@ class ChunkedLog {
 
  private:
   int conv_number(std::string_view conv_key, std::optional<std::uint64_t>& out);
+  // The conversation's number and a cursor on dbi (named `name` in errors); neither when the
+  // conversation has no number yet.
+  int open_conv(std::string_view conv_key, MDB_dbi dbi, const char* name,
+                std::optional<std::uint64_t>& number, CursorCloser& cursor);
   int assign_number(std::string_view conv_key, std::uint64_t& out);
   // The chunk with the greatest first seq <= seq in conversation `number` (the one that holds
   // seq, if any does): its first seq and bytes; MDB_NOTFOUND when there is none.

@@ -133,18 +133,6 @@ int get_copy(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::optional<std:
   return rc;
 }
 
-// Closes its cursor on scope exit. Declared after the transaction it belongs to, so a
-// read-only transaction's cursor is closed before the transaction ends.
-struct CursorCloser {
-  MDB_cursor* cursor = nullptr;
-  CursorCloser() = default;
-  CursorCloser(const CursorCloser&) = delete;
-  CursorCloser& operator=(const CursorCloser&) = delete;
-  ~CursorCloser() {
-    if (cursor) mdb_cursor_close(cursor);
-  }
-};
-
 std::size_t os_page_size() {
   long page = ::sysconf(_SC_PAGESIZE);
   return page > 0 ? static_cast<std::size_t>(page) : 4096;
