@@ -24,8 +24,9 @@
 //    the outcome's seq and dup; every reported commit of an open connection is acked, and
 //    every send of an open connection in a failed batch gets a nack with retry:true;
 //  - per connection and conversation, msg seqs go up by exactly one (the count restarts with
-//    each sub or unsub the connection sends), every msg is byte for byte the stored frame,
-//    and msg, presence, rcpt and typing only reach connections that subscribed to the conv;
+//    each sub or unsub the connection sends), every msg is byte for byte the frame of its
+//    stored record, and msg, presence, rcpt and typing only reach connections that subscribed
+//    to the conv;
 //  - connection_count() matches the connections open; after its timers ran at `now`, the
 //    node's next deadline (when it has one) is later than `now`;
 //  - at the end, the store's log is dense per conversation and its id index matches it.
@@ -49,6 +50,7 @@
 #include "waymark/codec.h"
 #include "waymark/edge_node.h"
 #include "waymark/identifiers.h"
+#include "waymark/stored_record.h"
 #include "core/memory_log_store.h"
 #include "waymark/write_batch.h"
 
@@ -416,7 +418,9 @@ class Harness {
       FUZZ_CHECK(msg->seq.has_value(), "a msg without seq from a sequencing edge: " + excerpt(text));
       auto stored = store_.data().log.find({kTenant, msg->conv, *msg->seq});
       FUZZ_CHECK(stored != store_.data().log.end(), "a msg that is not committed: " + excerpt(text));
-      FUZZ_CHECK(stored->second == text, "a msg that differs from its stored frame: " + excerpt(text));
+      auto stored_frame = record_frame(stored->second, msg->conv, *msg->seq);
+      FUZZ_CHECK(stored_frame.ok(), "a stored record that is not one: " + excerpt(text));
+      FUZZ_CHECK(stored_frame.value() == text, "a msg that differs from its stored frame: " + excerpt(text));
       auto last = model.last_msg.find(msg->conv);
       if (last != model.last_msg.end())
         FUZZ_CHECK(*msg->seq == last->second + 1, who + " got " + msg->conv + " seq " + std::to_string(*msg->seq) +
