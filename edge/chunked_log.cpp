@@ -3,42 +3,15 @@
 
 #include <vector>
 
+#include "lmdb_bytes.h"
+#include "waymark/varint.h"
+
 namespace waymark::edge {
 namespace {
 
-constexpr std::size_t kNumberBytes = 8;
+constexpr std::size_t kNumberBytes = kBe64Bytes;
 constexpr std::size_t kChunkKeyBytes = 2 * kNumberBytes;
 const std::string kNextConvKey = "next_conv";
-
-void put_be64(char* out, std::uint64_t value) {
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<char>(value & 0xff);
-    value >>= 8;
-  }
-}
-
-std::uint64_t get_be64(const char* bytes) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < kNumberBytes; ++i)
-    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  return value;
-}
-
-MDB_val as_val(const void* data, std::size_t size) {
-  return MDB_val{size, const_cast<void*>(data)};  // LMDB never writes through a key or data
-}
-
-std::string_view as_view(const MDB_val& val) {
-  return {static_cast<const char*>(val.mv_data), val.mv_size};
-}
-
-void put_varint(std::string& out, std::uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
 
 // A chunk's records in order; a chunk that does not parse stops the walk with `broken`.
 class ChunkWalk {
@@ -48,13 +21,7 @@ class ChunkWalk {
   bool next(std::string_view& record) {
     if (at_ == bytes_.size()) return false;
     std::uint64_t size = 0;
-    for (int shift = 0;; shift += 7) {
-      if (at_ == bytes_.size() || shift > 63) return fail();
-      auto byte = static_cast<unsigned char>(bytes_[at_++]);
-      size |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) break;
-    }
-    if (size == 0 || size > bytes_.size() - at_) return fail();
+    if (!read_varint(bytes_, at_, size) || size == 0 || size > bytes_.size() - at_) return fail();
     record = bytes_.substr(at_, static_cast<std::size_t>(size));
     at_ += static_cast<std::size_t>(size);
     return true;
@@ -331,7 +298,7 @@ int ChunkedLog::append(std::string_view conv_key, Seq first,
       chunk.clear();
       chunk_first = seq;
     }
-    put_varint(chunk, record.size());
+    append_varint(chunk, record.size());
     chunk.append(record);
     ++seq;
   }
@@ -349,6 +316,7 @@ int ChunkedLog::index_id(std::string_view conv_key, std::string_view id, Seq seq
   // where MDB_APPENDDUP leaves the pages they fill full; any other id is put in its place.
   int rc = mdb_put(txn_, dbis_.idx, &k, &v, MDB_APPENDDUP);
   if (rc == MDB_KEYEXIST) rc = mdb_put(txn_, dbis_.idx, &k, &v, 0);
+  if (rc == MDB_KEYEXIST) rc = MDB_SUCCESS;  // this very entry is there already
   if (rc) call_ = "mdb_put(idx)";
   return rc;
 }

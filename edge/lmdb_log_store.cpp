@@ -14,12 +14,13 @@
 #include <utility>
 
 #include "chunked_log.h"
+#include "lmdb_bytes.h"
 #include "waymark/stored_record.h"
 
 namespace waymark::edge {
 namespace {
 
-constexpr std::size_t kSeqBytes = 8;
+constexpr std::size_t kSeqBytes = kBe64Bytes;
 constexpr std::size_t kReceiptBytes = 2 * kSeqBytes;
 constexpr unsigned kNamedDatabases = 16;  // log, ids, receipts, heads, audit, staged, dead, meta,
                                           // convs, chunks, idx; room to grow
@@ -39,21 +40,9 @@ Error corrupt(std::string_view what, std::size_t size) {
                                                 std::to_string(size) + " bytes)");
 }
 
-void put_be64(std::string& out, std::uint64_t value) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((value >> shift) & 0xff));
-}
-
-std::uint64_t get_be64(std::string_view bytes) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < kSeqBytes; ++i)
-    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  return value;
-}
-
 std::string encode_seq(Seq seq) {
   std::string out;
-  put_be64(out, seq);
+  append_be64(out, seq);
   return out;
 }
 
@@ -64,23 +53,14 @@ Result<Seq> decode_seq(std::string_view bytes, std::string_view what) {
 
 std::string encode_receipts(const ReceiptCursors& cursors) {
   std::string out;
-  put_be64(out, cursors.delivered);
-  put_be64(out, cursors.read);
+  append_be64(out, cursors.delivered);
+  append_be64(out, cursors.read);
   return out;
 }
 
 Result<ReceiptCursors> decode_receipts(std::string_view bytes) {
   if (bytes.size() != kReceiptBytes) return corrupt("receipts", bytes.size());
   return ReceiptCursors{get_be64(bytes.substr(0, kSeqBytes)), get_be64(bytes.substr(kSeqBytes))};
-}
-
-// LMDB never writes through a key or data MDB_val handed to it, so the const_cast is safe.
-MDB_val as_val(std::string_view bytes) {
-  return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
-}
-
-std::string_view as_view(const MDB_val& val) {
-  return {static_cast<const char*>(val.mv_data), val.mv_size};
 }
 
 struct KeyPart {
@@ -103,7 +83,7 @@ Result<std::string> make_key(std::size_t max_key_bytes, std::initializer_list<Ke
   }
   if (seq) {
     key.push_back('\0');
-    put_be64(key, *seq);
+    append_be64(key, *seq);
   }
   if (key.size() > max_key_bytes)
     return make_error(ErrorCode::invalid, "key: " + std::to_string(key.size()) +

@@ -9,6 +9,7 @@
 #include "codec_internal.h"
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
+#include "waymark/varint.h"
 
 namespace waymark {
 namespace {
@@ -18,14 +19,6 @@ enum Flag : std::uint8_t { kCts = 1, kTraceText = 2, kTraceBinary = 4 };
 constexpr std::size_t kTraceBytes = 26;  // version, 16-byte trace id, 8-byte span id, flags
 constexpr std::size_t kTraceTextBytes = 55;
 constexpr char kHex[] = "0123456789abcdef";
-
-void put_varint(std::string& out, std::uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
 
 std::uint64_t zigzag(std::int64_t value) {
   return (static_cast<std::uint64_t>(value) << 1) ^ static_cast<std::uint64_t>(value >> 63);
@@ -64,16 +57,7 @@ Error not_a_record(std::string_view what) {
 class Reader {
  public:
   explicit Reader(std::string_view bytes) : bytes_(bytes) {}
-  bool varint(std::uint64_t& value) {
-    value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (at_ == bytes_.size()) return false;
-      auto byte = static_cast<unsigned char>(bytes_[at_++]);
-      value |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) return true;
-    }
-    return false;
-  }
+  bool varint(std::uint64_t& value) { return read_varint(bytes_, at_, value); }
   bool take(std::size_t size, std::string_view& out) {
     if (bytes_.size() - at_ < size) return false;
     out = bytes_.substr(at_, size);
@@ -145,17 +129,17 @@ std::string encode_record(const Msg& msg) {
   if (msg.trace) flags |= binary_trace ? kTraceBinary : kTraceText;
   out.push_back(kVersion);
   out.push_back(static_cast<char>(flags));
-  put_varint(out, zigzag(msg.ts));
-  if (msg.cts) put_varint(out, zigzag(*msg.cts));
+  append_varint(out, zigzag(msg.ts));
+  if (msg.cts) append_varint(out, zigzag(*msg.cts));
   if (binary_trace) {
     put_trace_bytes(out, *msg.trace);
   } else if (msg.trace) {
-    put_varint(out, msg.trace->size());
+    append_varint(out, msg.trace->size());
     out += *msg.trace;
   }
-  put_varint(out, msg.id.size());
+  append_varint(out, msg.id.size());
   out += msg.id;
-  put_varint(out, msg.from.size());
+  append_varint(out, msg.from.size());
   out += msg.from;
   out += msg.body.text;
   return out;
