@@ -1,5 +1,7 @@
 #include "ws_driver.h"
 
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "frame_peek.h"
@@ -22,8 +24,16 @@ WsDriver::WsDriver(WsDriverOptions options, WsHandler& handler)
     : options_(std::move(options)), handler_(handler) {
   protocols_.push_back(lws_protocols{"waymark.v1", &WsDriver::callback, 0, 1 << 16, 0, nullptr, 0});
   protocols_.push_back(lws_protocols{nullptr, nullptr, 0, 0, 0, nullptr, 0});
+  loop_ = std::make_unique<uv_loop_t>();
+  if (uv_loop_init(loop_.get()) != 0) {
+    loop_.reset();
+    return;
+  }
+  void* foreign_loops[1] = {loop_.get()};
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_LIBUV;
+  info.foreign_loops = foreign_loops;
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = protocols_.data();
   info.user = this;
@@ -38,6 +48,10 @@ WsDriver::WsDriver(WsDriverOptions options, WsHandler& handler)
 
 WsDriver::~WsDriver() {
   if (context_) lws_context_destroy(context_);
+  if (loop_) {  // lws closes its handles on the loop: run it until they are gone
+    uv_run(loop_.get(), UV_RUN_DEFAULT);
+    uv_loop_close(loop_.get());
+  }
 }
 
 void WsDriver::on_tick(lws_sorted_usec_list_t* sul) {
@@ -102,7 +116,43 @@ void WsDriver::start_connects() {
 void WsDriver::send(WsConn& conn, std::string text) {
   if (conn.state != WsConn::State::open || !conn.socket) return;
   conn.out.push_back(std::move(text));
-  if (conn.socket->wsi) lws_callback_on_writable(conn.socket->wsi);
+  if (!conn.to_write) {
+    conn.to_write = true;
+    to_write_.push_back(conn.index);
+  }
+}
+
+// What the scenario sent since the last turn goes out now, one send per connection, without a
+// round through the loop for a writeable callback (as the edge writes, edge_server.cpp).
+void WsDriver::write_queued() {
+  for (std::size_t index : to_write_) {
+    WsConn& conn = conns_[index];
+    conn.to_write = false;
+    if (conn.state != WsConn::State::open || !conn.socket || !conn.socket->wsi) continue;
+    lws* wsi = conn.socket->wsi;
+    if (lws_partial_buffered(wsi)) {
+      lws_callback_on_writable(wsi);
+    } else if (!write_out(conn, wsi)) {
+      drop(conn);  // the socket failed; the run reports what did not arrive
+    } else if (!conn.out.empty()) {
+      lws_callback_on_writable(wsi);
+    }
+  }
+  to_write_.clear();
+}
+
+// Every queued frame (up to 64 KiB) masked here and written in one send, as the edge writes
+// its own (edge_server.cpp): lws's LWS_WRITE_RAW passes the bytes through and buffers what the
+// socket does not take.
+bool WsDriver::write_out(WsConn& conn, lws* wsi) {
+  write_buffer_.resize(LWS_PRE);
+  while (!conn.out.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWrite) {
+    edge::append_text_frame(write_buffer_, conn.out.front(), mask_keys_.next());
+    conn.out.pop_front();
+  }
+  std::size_t bytes = write_buffer_.size() - LWS_PRE;
+  return bytes == 0 ||
+         lws_write(wsi, write_buffer_.data() + LWS_PRE, bytes, LWS_WRITE_RAW) >= static_cast<int>(bytes);
 }
 
 void WsDriver::drop(WsConn& conn) {
@@ -116,7 +166,13 @@ void WsDriver::drop(WsConn& conn) {
     --connecting_;
   }
   socket->dead = true;
-  if (socket->wsi) lws_set_timeout(socket->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  if (!socket->wsi) return;
+  // A connected socket is shut down (the server sees it end without a close frame) and lws
+  // closes it when it reads the end; lws_set_timeout would instead put each of a storm's
+  // 10,000 sockets through lws's sorted timer list, one walk per insert.
+  int fd = lws_get_socket_fd(socket->wsi);
+  if (fd < 0 || ::shutdown(fd, SHUT_RDWR) != 0)
+    lws_set_timeout(socket->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 // The socket's life ended (connect error or close) without drop(): tell the scenario.
@@ -185,18 +241,7 @@ int WsDriver::handle(lws* wsi, lws_callback_reasons reason, void* in, size_t len
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
       if (!socket || socket->dead) return -1;
       WsConn& conn = conns_[socket->conn];
-      // Every queued frame (up to 64 KiB) masked here and written in one send, as the edge
-      // writes its own (edge_server.cpp): lws's LWS_WRITE_RAW passes the bytes through and
-      // buffers what the socket does not take.
-      write_buffer_.resize(LWS_PRE);
-      while (!conn.out.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWrite) {
-        edge::append_text_frame(write_buffer_, conn.out.front(), mask_keys_.next());
-        conn.out.pop_front();
-      }
-      std::size_t bytes = write_buffer_.size() - LWS_PRE;
-      if (bytes > 0 &&
-          lws_write(wsi, write_buffer_.data() + LWS_PRE, bytes, LWS_WRITE_RAW) < static_cast<int>(bytes))
-        return -1;
+      if (!write_out(conn, wsi)) return -1;
       if (!conn.out.empty()) lws_callback_on_writable(wsi);
       return 0;
     }
@@ -233,7 +278,8 @@ bool WsDriver::run_until(const std::function<bool()>& done, std::chrono::millise
     if (tick) tick();
     if (done()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    lws_service(context_, 0);  // returns after socket activity or the 1 ms tick
+    write_queued();
+    uv_run(loop_.get(), UV_RUN_ONCE);  // returns after socket activity or the 1 ms tick
   }
 }
 

@@ -1,10 +1,11 @@
 // WsDriver: thousands of WebSocket client connections in one lws context on the calling
-// thread, each speaking Waymark frames through the core's codec. Scenarios (ws_scenarios.cpp)
+// thread (libuv's loop, so a turn costs what is ready, not a poll() over every socket), each speaking Waymark frames through the core's codec. Scenarios (ws_scenarios.cpp)
 // implement WsHandler; the driver owns sockets, connect pacing, write queues and reassembly.
 // Not thread-safe: one thread creates it and runs it.
 #pragma once
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,7 @@ struct WsConn {
   enum class State { idle, waiting, connecting, open, closed };
   std::size_t index = 0;
   State state = State::idle;
+  bool to_write = false;         // listed in WsDriver::to_write_
   std::deque<std::string> out;   // frames not yet written
   std::string rx;                // the text frame being reassembled
   Socket* socket = nullptr;  // the current socket, if any
@@ -85,11 +88,14 @@ class WsDriver {
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   int handle(lws* wsi, lws_callback_reasons reason, void* in, size_t len);
   void start_connects();
+  void write_queued();
+  bool write_out(WsConn& conn, lws* wsi);
   void socket_gone(Socket* socket);
   static void on_tick(lws_sorted_usec_list_t* sul);
 
   WsDriverOptions options_;
   WsHandler& handler_;
+  std::unique_ptr<uv_loop_t> loop_;
   lws_context* context_ = nullptr;
   std::vector<lws_protocols> protocols_;
   std::deque<WsConn> conns_;      // stable addresses
@@ -97,6 +103,7 @@ class WsDriver {
   std::deque<std::size_t> connect_queue_;
   int connecting_ = 0;
   std::vector<unsigned char> write_buffer_;
+  std::vector<std::size_t> to_write_;  // connections sent to since the last turn
   edge::MaskKeys mask_keys_{0x9e3779b9u};  // a fresh masking key per frame
   ParseLimits limits_{std::size_t{1} << 24};
   std::uint64_t frames_in_ = 0;
