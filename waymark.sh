@@ -17,12 +17,12 @@ readonly JOBS=2  # the machines have 2 cores
 readonly CORE_BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev
 )
-# The edge's (the Release build; the load harness, which runs its clients on libuv's loop,
+# The edge's (the Release build, on libev's loop; the load harness, which runs its clients on libuv's loop,
 # builds without its Redis and NATS peers when hiredis and libnats are missing):
 readonly EDGE_BUILD_PACKAGES=(
   "${CORE_BUILD_PACKAGES[@]}"
   liblmdb-dev libwebsockets-dev libcli11-dev libspdlog-dev libssl-dev prometheus-cpp-dev libjwt-dev
-  libjemalloc-dev zlib1g-dev libuv1-dev
+  libjemalloc-dev zlib1g-dev libev-dev libuv1-dev
 )
 # demo: the edge and the browser SDK it serves (emscripten, which runs on node).
 readonly DEMO_PACKAGES=("${EDGE_BUILD_PACKAGES[@]}" emscripten nodejs)

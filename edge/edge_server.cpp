@@ -81,6 +81,7 @@ EdgeServer::EdgeServer(EdgeOptions options, LogStore& store, Authenticator& auth
 EdgeServer::~EdgeServer() {
   if (upstream_) upstream_->stop();
   if (context_) lws_context_destroy(context_);
+  if (loop_) ev_loop_destroy(loop_);
   if (writer_) writer_->stop();
 }
 
@@ -141,15 +142,20 @@ Status EdgeServer::start() {
   // (docs/benchmarks.md). A policy with no hangup time turns those timers off.
   std::memset(&idle_policy_, 0, sizeof idle_policy_);
 
+  loop_ = ev_loop_new(EVFLAG_AUTO);
+  if (!loop_) return make_error(ErrorCode::unavailable, "listen: cannot create the event loop (libev)");
+  void* foreign_loops[1] = {loop_};
+
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
+  info.foreign_loops = foreign_loops;
   info.port = options_.port;
   info.iface = options_.host.c_str();
   info.protocols = protocols_.data();
   info.mounts = &mount_metrics_;
   info.retry_and_idle_policy = &idle_policy_;
   // UTF-8 is checked by the JSON parser, which answers err bad_frame and keeps the socket.
-  info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+  info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_LIBEV;
   info.user = this;
   // lws's own pending states (a TLS handshake, HTTP headers, the upgrade) end after this: a
   // slow-loris socket never reaches the node's hello deadline.
@@ -199,12 +205,7 @@ Status EdgeServer::start() {
 }
 
 int EdgeServer::run() {
-  while (!finished_) {
-    if (lws_service(context_, 0) < 0) {
-      log_event(LogLevel::error, "service_failed");
-      return 1;
-    }
-  }
+  while (!finished_) ev_run(loop_, EVRUN_ONCE);  // returns after activity or a timer
   log_event(LogLevel::info, "stopped", {{"connections_left", connections_.size()}});
   return 0;
 }
@@ -342,22 +343,7 @@ int EdgeServer::on_writeable(ConnId id, lws* wsi) {
     if (lws_write(wsi, write_buffer_.data() + LWS_PRE, sizeof kPayload - 1, LWS_WRITE_PING) < 0)
       return -1;
   }
-  // Every queued frame (up to kBytesPerWriteable) framed here and written in one send: lws's
-  // LWS_WRITE_RAW passes bytes through on a WebSocket connection, and buffers what the socket
-  // does not take, writing it before this callback runs again. No extension is negotiated,
-  // so the frames need nothing but their headers.
-  write_buffer_.resize(LWS_PRE);
-  while (!c.queue.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWriteable) {
-    const std::string& text = *c.queue.front();
-    append_text_frame(write_buffer_, text);
-    c.queued_bytes -= text.size();
-    queued_bytes_total_ -= text.size();
-    c.queue.pop_front();
-  }
-  if (std::size_t bytes = write_buffer_.size() - LWS_PRE; bytes > 0) {
-    if (lws_write(wsi, write_buffer_.data() + LWS_PRE, bytes, LWS_WRITE_RAW) < static_cast<int>(bytes))
-      return -1;
-  }
+  if (!write_queue(c)) return -1;
   if (!c.queue.empty()) {
     lws_callback_on_writable(wsi);
     return 0;
@@ -369,6 +355,25 @@ int EdgeServer::on_writeable(ConnId id, lws* wsi) {
     return -1;
   }
   return 0;
+}
+
+// Every queued frame (up to kBytesPerWriteable) framed here and written in one send: lws's
+// LWS_WRITE_RAW passes bytes through on a WebSocket connection, and buffers what the socket
+// does not take (after anything it holds already), writing it before the connection's
+// writeable callback runs again. No extension is negotiated, so the frames need nothing but
+// their headers. False: the socket failed.
+bool EdgeServer::write_queue(Connection& c) {
+  write_buffer_.resize(LWS_PRE);
+  while (!c.queue.empty() && write_buffer_.size() - LWS_PRE < kBytesPerWriteable) {
+    const std::string& text = *c.queue.front();
+    append_text_frame(write_buffer_, text);
+    c.queued_bytes -= text.size();
+    queued_bytes_total_ -= text.size();
+    c.queue.pop_front();
+  }
+  std::size_t bytes = write_buffer_.size() - LWS_PRE;
+  return bytes == 0 ||
+         lws_write(c.wsi, write_buffer_.data() + LWS_PRE, bytes, LWS_WRITE_RAW) >= static_cast<int>(bytes);
 }
 
 // ---- HTTP: /healthz and /metrics ---------------------------------------------------------
@@ -603,7 +608,10 @@ void EdgeServer::flush() {
           log_event(LogLevel::warn, "lagging_close", {{"conn", write.conn}});
           node_->drop_lagging(write.conn, now());
         }
-        lws_callback_on_writable(c.wsi);
+        if (!c.written_in_flush) {
+          c.written_in_flush = true;
+          to_write_.push_back(write.conn);
+        }
       },
       [&](EdgeClose& close) {
         auto it = connections_.find(close.conn);
@@ -622,6 +630,7 @@ void EdgeServer::flush() {
         }
         writer_->submit(std::move(persist.request));
       });
+  write_flushed();
   if (upstream_) {
     std::vector<UpstreamOp> ops = node_->take_upstream();
     for (const UpstreamOp& op : ops)
@@ -629,6 +638,30 @@ void EdgeServer::flush() {
         log_event(LogLevel::error, "upstream_refused", {{"tenant", stop->tenant}, {"reason", stop->reason}});
     upstream_->submit(std::move(ops));
   }
+}
+
+// The frames a flush queued go out now, one send per connection, rather than after a round
+// through poll() for a writeable callback; the callback is asked for only when something is
+// left: more than one send's worth, a ping, a close to write after the frames. While lws still
+// holds bytes the socket did not take, the frames stay in the queue, where max_queue_bytes
+// counts them, and go out from the callback once lws has written its own.
+void EdgeServer::write_flushed() {
+  for (ConnId id : to_write_) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    Connection& c = it->second;
+    c.written_in_flush = false;
+    if (c.close_code || c.ping_due || lws_partial_buffered(c.wsi)) {
+      lws_callback_on_writable(c.wsi);
+      continue;
+    }
+    if (!write_queue(c)) {  // the socket failed: lws closes it, outside any callback of its own
+      lws_set_timeout(c.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      continue;
+    }
+    if (!c.queue.empty()) lws_callback_on_writable(c.wsi);
+  }
+  to_write_.clear();
 }
 
 }  // namespace waymark::edge

@@ -4,6 +4,7 @@
 // request_shutdown may be called from any thread; everything else from the thread that calls run().
 #pragma once
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include <atomic>
@@ -75,6 +76,7 @@ class EdgeServer {
     std::chrono::steady_clock::time_point last_heard{};  // last frame or pong from the peer
     bool pinged = false;                                  // a ping went out since
     bool ping_due = false;                                // send a ping when next writeable
+    bool written_in_flush = false;                        // listed in to_write_ already
     std::optional<int> close_code;
     std::string close_reason;
   };
@@ -90,6 +92,7 @@ class EdgeServer {
 
   int on_receive(ConnId id, lws* wsi, const char* data, std::size_t len);
   int on_writeable(ConnId id, lws* wsi);
+  bool write_queue(Connection& c);
   int on_http(lws* wsi);
   int on_http_writeable(lws* wsi);
   void on_completions();
@@ -100,6 +103,7 @@ class EdgeServer {
   void sweep_idle(std::chrono::steady_clock::time_point steady_now);
 
   void flush();  // carries out the node's outputs
+  void write_flushed();
   TimeMs now() const;
 
   EdgeOptions options_;
@@ -111,6 +115,11 @@ class EdgeServer {
   std::unique_ptr<GroupCommitWriter> writer_;
   std::unique_ptr<UpstreamLink> upstream_;
 
+  // The service loop: libev's (epoll), given to lws as a foreign loop, so that a turn costs
+  // what is ready rather than a poll() over every socket. Not libuv: Debian's lws 4.1.6 is
+  // built with _DEBUG, and on libuv it then closes a callback's wsi twice at once (a leftover
+  // test, lws issue 3569), which kills a socket before its close frame is sent.
+  struct ev_loop* loop_ = nullptr;
   lws_context* context_ = nullptr;
   std::vector<lws_protocols> protocols_;
   lws_http_mount mount_root_{}, mount_sdk_{}, mount_healthz_{}, mount_metrics_{};
@@ -127,6 +136,7 @@ class EdgeServer {
   std::map<lws*, HttpResponse> http_responses_;
   std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> received_at_;  // ticket
   std::vector<unsigned char> write_buffer_;
+  std::vector<ConnId> to_write_;  // connections given frames by the flush under way
   ConnId next_conn_ = 1;
   std::uint64_t queued_bytes_total_ = 0;
 
