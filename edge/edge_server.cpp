@@ -640,8 +640,8 @@ void EdgeServer::flush() {
   }
 }
 
-// The frames a flush queued go out now, one send per connection, rather than after a round
-// through poll() for a writeable callback; the callback is asked for only when something is
+// The frames a flush queued go out now, one send per connection, rather than after a turn of
+// the loop for a writeable callback; the callback is asked for only when something is
 // left: more than one send's worth, a ping, a close to write after the frames. While lws still
 // holds bytes the socket did not take, the frames stay in the queue, where max_queue_bytes
 // counts them, and go out from the callback once lws has written its own.
