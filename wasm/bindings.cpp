@@ -2,7 +2,7 @@
 // Glue only: values cross as numbers, strings and JSON text; every protocol rule stays in the core.
 #include <emscripten/bind.h>
 
-#include <boost/json.hpp>
+#include <boost/throw_exception.hpp>
 
 #include <cmath>
 #include <cstdlib>
@@ -17,9 +17,8 @@
 #include "waymark/codec.h"
 #include "waymark/identifiers.h"
 #include "waymark/row_list.h"
+#include "json_write.h"  // not public API: waymark_core_internal (core/CMakeLists.txt)
 #include "overloaded.h"  // not public API: waymark_core_internal (core/CMakeLists.txt)
-
-namespace json = boost::json;
 
 #ifdef BOOST_NO_EXCEPTIONS
 // Built without exceptions (for size): Boost asks the program to say what a throw becomes.
@@ -59,44 +58,46 @@ class FixedDraws final : public RandomSource {
   std::size_t index_ = 0;
 };
 
-json::object error_json(const Error& error) {
-  return json::object{{"code", to_string(error.code)}, {"msg", error.message}};
+std::string error_json(const Error& error) {
+  return JsonObject().str("code", to_string(error.code)).str("msg", error.message).done();
 }
 
-// ---- events without a body: boost::json objects ----
+// ---- events without a body ----
 
-json::value plain_event_json(const ConnectionEvent& e) {
-  json::object o{{"type", "connection"}, {"state", to_string(e.state)}, {"reason", e.reason}};
-  if (e.next_retry_at) o["nextRetryAt"] = *e.next_retry_at;
-  if (e.token_refused) o["needsToken"] = true;
-  return o;
+std::string plain_event_json(const ConnectionEvent& e) {
+  JsonObject o;
+  o.str("type", "connection").str("state", to_string(e.state)).str("reason", e.reason);
+  if (e.next_retry_at) o.num("nextRetryAt", *e.next_retry_at);
+  if (e.token_refused) o.boolean("needsToken", true);
+  return o.done();
 }
-json::value plain_event_json(const PresenceEvent& e) {
-  return json::object{{"type", "presence"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+std::string plain_event_json(const PresenceEvent& e) {
+  return JsonObject().str("type", "presence").str("conv", e.conv).str("user", e.user).boolean("on", e.on).done();
 }
-json::value plain_event_json(const TypingEvent& e) {
-  return json::object{{"type", "typing"}, {"conv", e.conv}, {"user", e.user}, {"on", e.on}};
+std::string plain_event_json(const TypingEvent& e) {
+  return JsonObject().str("type", "typing").str("conv", e.conv).str("user", e.user).boolean("on", e.on).done();
 }
-json::value plain_event_json(const ReceiptEvent& e) {
-  return json::object{{"type", "receipt"}, {"conv", e.conv}, {"user", e.user}, {"seq", e.seq},
-                      {"kind", to_string(e.kind)}};
+std::string plain_event_json(const ReceiptEvent& e) {
+  return JsonObject().str("type", "receipt").str("conv", e.conv).str("user", e.user).num("seq", e.seq)
+      .str("kind", to_string(e.kind)).done();
 }
-json::value plain_event_json(const UnreadEvent& e) {
-  return json::object{{"type", "unread"}, {"conv", e.conv}, {"count", e.count}};
+std::string plain_event_json(const UnreadEvent& e) {
+  return JsonObject().str("type", "unread").str("conv", e.conv).num("count", e.count).done();
 }
-json::value plain_event_json(const CursorEvent& e) {
-  return json::object{{"type", "cursor"}, {"conv", e.conv}, {"seq", e.seq}};
+std::string plain_event_json(const CursorEvent& e) {
+  return JsonObject().str("type", "cursor").str("conv", e.conv).num("seq", e.seq).done();
 }
-json::value plain_event_json(const HeadEvent& e) {  // relay links only; never in a browser
-  return json::object{{"type", "head"}, {"conv", e.conv}, {"head", e.head}};
+std::string plain_event_json(const HeadEvent& e) {  // relay links only; never in a browser
+  return JsonObject().str("type", "head").str("conv", e.conv).num("head", e.head).done();
 }
-json::value plain_event_json(const ErrorEvent& e) {
-  json::object o{{"type", "error"}, {"error", error_json(e.error)}};
-  if (e.rid) o["rid"] = *e.rid;
-  return o;
+std::string plain_event_json(const ErrorEvent& e) {
+  JsonObject o;
+  o.str("type", "error").raw("error", error_json(e.error));
+  if (e.rid) o.str("rid", *e.rid);
+  return o.done();
 }
-json::value plain_event_json(const StateChangedEvent&) { return json::object{{"type", "state"}}; }
-json::value plain_event_json(const TokenWantedEvent&) { return json::object{{"type", "token"}}; }
+std::string plain_event_json(const StateChangedEvent&) { return JsonObject().str("type", "state").done(); }
+std::string plain_event_json(const TokenWantedEvent&) { return JsonObject().str("type", "token").done(); }
 
 // Events cross as JSON text. A msg is the codec's msg frame ("t":"msg" and all), and a body
 // is its JsonText spliced in as sent: no second JSON shape of a message, no re-serialized body.
@@ -105,38 +106,33 @@ std::string event_json(const ClientEvent& event) {
       Overloaded{
           [](const RowEvent& e) -> std::string { return row_event_json(e); },
           [](const MessageEvent& e) -> std::string {
-            std::string text = json::serialize(json::object{{"type", "message"}, {"own", e.own}});
-            append_raw_member(text, "msg", serialize(Frame{e.msg}));
-            return text;
+            return JsonObject().str("type", "message").boolean("own", e.own)
+                .raw("msg", serialize(Frame{e.msg})).done();
           },
           [](const HistoryEvent& e) -> std::string {
-            json::object o{{"type", "history"}, {"rid", e.rid}, {"conv", e.conv}, {"more", e.more}};
-            if (e.error) o["error"] = error_json(*e.error);
-            std::string msgs = "[";
-            for (const Msg& msg : e.msgs) {
-              if (msgs.size() > 1) msgs += ',';
-              msgs += serialize(Frame{msg});
-            }
-            msgs += ']';
-            std::string text = json::serialize(o);
-            append_raw_member(text, "msgs", msgs);
-            return text;
+            JsonObject o;
+            o.str("type", "history").str("rid", e.rid).str("conv", e.conv).boolean("more", e.more);
+            if (e.error) o.raw("error", error_json(*e.error));
+            JsonArray msgs;
+            for (const Msg& msg : e.msgs) msgs.raw(serialize(Frame{msg}));
+            return o.raw("msgs", msgs.done()).done();
           },
-          [](const auto& other) -> std::string { return json::serialize(plain_event_json(other)); },
+          [](const auto& other) -> std::string { return plain_event_json(other); },
       },
       event);
 }
-json::value io_json(const IoAction& action) {
+std::string io_json(const IoAction& action) {
   return std::visit(
       Overloaded{
-          [](const OpenSocket& a) -> json::value {
-            return json::object{{"type", "open"}, {"conn", a.connection}};
+          [](const OpenSocket& a) -> std::string {
+            return JsonObject().str("type", "open").num("conn", a.connection).done();
           },
-          [](const WriteFrame& a) -> json::value {
-            return json::object{{"type", "write"}, {"conn", a.connection}, {"text", a.text}};
+          [](const WriteFrame& a) -> std::string {
+            return JsonObject(32 + a.text.size()).str("type", "write").num("conn", a.connection)
+                .str("text", a.text).done();
           },
-          [](const CloseSocket& a) -> json::value {
-            return json::object{{"type", "close"}, {"conn", a.connection}, {"code", a.code}};
+          [](const CloseSocket& a) -> std::string {
+            return JsonObject().str("type", "close").num("conn", a.connection).num("code", a.code).done();
           },
       },
       action);
@@ -225,18 +221,14 @@ class WasmSession {
   }
 
   std::string take_io() {
-    json::array out;
-    for (const IoAction& action : session_.take_io()) out.push_back(io_json(action));
-    return json::serialize(out);
+    JsonArray out;
+    for (const IoAction& action : session_.take_io()) out.raw(io_json(action));
+    return out.done();
   }
   std::string take_events() {
-    std::string out = "[";
-    for (const ClientEvent& event : session_.take_events()) {
-      if (out.size() > 1) out += ',';
-      out += event_json(event);
-    }
-    out += ']';
-    return out;
+    JsonArray out;
+    for (const ClientEvent& event : session_.take_events()) out.raw(event_json(event));
+    return out.done();
   }
   double next_deadline() const {
     auto deadline = session_.next_deadline();
@@ -257,9 +249,9 @@ class WasmSession {
   }
   double unread(std::string conv) const { return static_cast<double>(session_.unread(conv)); }
   std::string present(std::string conv) const {
-    json::array users;
-    for (const auto& user : session_.present(conv)) users.emplace_back(user);
-    return json::serialize(users);
+    JsonArray users;
+    for (const auto& user : session_.present(conv)) users.str(user);
+    return users.done();
   }
   std::string user() const { return session_.user(); }
   double outbox_size() const { return static_cast<double>(session_.outbox_size()); }
@@ -310,12 +302,9 @@ class WasmRowList {
     return row && row->conv == list_.conv() && list_.replace(std::move(*row));
   }
   std::string rows() const {
-    std::string out = "[";
-    for (const Row* row : list_.ordered()) {
-      if (out.size() > 1) out += ',';
-      out += row_json(*row);
-    }
-    return out + "]";
+    JsonArray out;
+    for (const Row* row : list_.ordered()) out.raw(row_json(*row));
+    return out.done();
   }
   std::string row(std::string id) const {
     const Row* found = list_.find(id);

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "json_scan.h"
+#include "json_write.h"
 #include "waymark/close_codes.h"
 #include "waymark/backoff.h"
 #include "waymark/codec.h"
@@ -1059,30 +1060,26 @@ void ClientSession::resolve_sent(const std::string& conv, const std::string& id,
 // The state document: {"v":1,"outbox":[{conv,id,cts,trace,failed,error?,body}],"convs":{...}}.
 // Bodies are written as their JsonText, so an imported outbox sends them byte for byte.
 std::string ClientSession::export_state() const {
-  std::string outbox = "[";
+  JsonArray outbox;
   for (const auto& entry : outbox_) {
-    json::object o{{"conv", entry.conv}, {"id", entry.id}, {"cts", entry.cts},
-                   {"trace", entry.trace}, {"failed", entry.failed}};
+    JsonObject o(128 + entry.body.text.size());
+    o.str("conv", entry.conv).str("id", entry.id).num("cts", entry.cts).str("trace", entry.trace);
+    o.boolean("failed", entry.failed);
     if (entry.error)
-      o["error"] = json::object{{"code", to_string(entry.error->code)}, {"msg", entry.error->message}};
-    std::string item = json::serialize(o);
-    append_raw_member(item, "body", entry.body.text);
-    if (outbox.size() > 1) outbox += ',';
-    outbox += item;
+      o.raw("error", JsonObject().str("code", to_string(entry.error->code)).str("msg", entry.error->message).done());
+    outbox.raw(o.raw("body", entry.body.text).done());
   }
-  outbox += ']';
-  json::object convs;
+  JsonObject convs;
   for (const auto& [conv, c] : conversations_) {
     if (!c.wanted && !c.cursor) continue;
-    json::object o{{"wanted", c.wanted}, {"read", c.read_cursor}};
-    if (c.cursor) o["cursor"] = *c.cursor;
-    if (c.others_delivered) o["others_delivered"] = c.others_delivered;
-    if (c.others_read) o["others_read"] = c.others_read;
-    convs[conv] = std::move(o);
+    JsonObject o;
+    o.boolean("wanted", c.wanted).num("read", c.read_cursor);
+    if (c.cursor) o.num("cursor", *c.cursor);
+    if (c.others_delivered) o.num("others_delivered", c.others_delivered);
+    if (c.others_read) o.num("others_read", c.others_read);
+    convs.raw(conv, o.done());
   }
-  std::string state = json::serialize(json::object{{"v", 1}, {"convs", std::move(convs)}});
-  append_raw_member(state, "outbox", outbox);
-  return state;
+  return JsonObject().num("v", 1).raw("convs", convs.done()).raw("outbox", outbox.done()).done();
 }
 
 Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs now) {

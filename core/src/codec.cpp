@@ -10,6 +10,7 @@
 
 #include "codec_internal.h"
 #include "json_scan.h"
+#include "json_write.h"
 #include "waymark/auth.h"
 #include "waymark/identifiers.h"
 
@@ -539,69 +540,11 @@ std::string shorten(std::string_view text) {
 }
 
 // ---- serialization ----
+// Every frame is written by JsonObject (json_write.h), member by member, in protocol.md's order.
 
-void put_rid(json::object& o, const std::optional<std::string>& rid) {
-  if (rid) o["rid"] = *rid;
+void put_rid(JsonObject& o, const std::optional<std::string>& rid) {
+  if (rid) o.str("rid", *rid);
 }
-
-// One JSON object's text built field by field, in the order written: for the frames the edge
-// writes per message (msg, ack), without a DOM. Keys are the codec's own names (no escaping);
-// a string value is escaped exactly as boost::json escapes it.
-class ObjectText {
- public:
-  explicit ObjectText(std::size_t reserve) {
-    text_.reserve(reserve);
-    text_ += '{';
-  }
-  ObjectText& str(std::string_view key, std::string_view value) {
-    this->key(key);
-    bool plain = true;
-    for (char c : value)
-      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
-        plain = false;
-        break;
-      }
-    if (plain) {
-      text_ += '"';
-      text_ += value;
-      text_ += '"';
-    } else {
-      text_ += json_quote(value);
-    }
-    return *this;
-  }
-  template <class Integer>
-  ObjectText& num(std::string_view key, Integer value) {
-    this->key(key);
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-    text_.append(digits, end);
-    return *this;
-  }
-  ObjectText& yes(std::string_view key) {  // "key":true
-    this->key(key);
-    text_ += "true";
-    return *this;
-  }
-  ObjectText& raw(std::string_view key, std::string_view json_text) {
-    this->key(key);
-    text_ += json_text;
-    return *this;
-  }
-  std::string done() {
-    text_ += '}';
-    return std::move(text_);
-  }
-
- private:
-  void key(std::string_view name) {
-    if (text_.size() > 1) text_ += ',';
-    text_ += '"';
-    text_ += name;
-    text_ += "\":";
-  }
-  std::string text_;
-};
 
 std::string serialize_msg(const Msg& m) {
   return serialize_msg_fields(MsgFields{m.conv, m.seq, m.provisional, m.id, m.from, m.ts, m.cts,
@@ -610,149 +553,151 @@ std::string serialize_msg(const Msg& m) {
                                         m.body.text});
 }
 
-std::string serialize_ack(const Ack& f) {
-  ObjectText o(96 + f.conv.size() + f.id.size());
-  o.str("t", "ack").str("conv", f.conv).str("id", f.id);
-  if (f.seq) o.num("seq", *f.seq);
-  o.num("ts", f.ts);
-  if (f.trace) o.str("trace", *f.trace);
-  if (f.dup) o.yes("dup");
-  if (f.rid) o.str("rid", *f.rid);
-  return o.done();
+void put_sub_fields(JsonObject& o, const SubRequest& s) {
+  o.str("conv", s.conv);
+  if (s.after) o.num("after", *s.after);
+  if (s.limit) o.num("limit", *s.limit);
 }
 
-std::string serialize_send(const Send& f) {
-  json::object o{{"t", "send"}, {"conv", f.conv}, {"id", f.id}};
-  if (f.cts) o["cts"] = *f.cts;
-  if (f.trace) o["trace"] = *f.trace;
-  if (f.as) o["as"] = *f.as;
-  put_rid(o, f.rid);
-  std::string text = json::serialize(o);
-  append_raw_member(text, "body", f.body.text);
-  return text;
-}
-
-json::object sub_object(const SubRequest& s) {
-  json::object o;
-  o["conv"] = s.conv;
-  if (s.after) o["after"] = *s.after;
-  if (s.limit) o["limit"] = *s.limit;
-  return o;
-}
-
-// Frames without a body; Send, Msg and Page are written by serialize itself.
+// Frames without a body; Msg and Page are written by serialize itself.
 struct ToJson {
-  json::object operator()(const Hello& f) const {
-    json::object o{{"t", "hello"}, {"token", f.token}};
-    if (f.device) o["device"] = *f.device;
+  std::string operator()(const Hello& f) const {
+    JsonObject o;
+    o.str("t", "hello").str("token", f.token);
+    if (f.device) o.str("device", *f.device);
     if (!f.subs.empty()) {
-      json::array subs;
-      for (const auto& s : f.subs) subs.push_back(sub_object(s));
-      o["subs"] = std::move(subs);
+      JsonArray subs;
+      for (const auto& s : f.subs) {
+        JsonObject sub;
+        put_sub_fields(sub, s);
+        subs.raw(sub.done());
+      }
+      o.raw("subs", subs.done());
     }
-    if (f.provisional) o["provisional"] = true;
-    if (f.relay) o["relay"] = json::object{{"node", f.relay->node}, {"tenant", f.relay->tenant}};
+    if (f.provisional) o.boolean("provisional", true);
+    if (f.relay)
+      o.raw("relay", JsonObject().str("node", f.relay->node).str("tenant", f.relay->tenant).done());
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Sub& f) const {
-    json::object o{{"t", "sub"}};
-    for (auto& field : sub_object(f.request)) o[field.key()] = field.value();
+  std::string operator()(const Sub& f) const {
+    JsonObject o;
+    o.str("t", "sub");
+    put_sub_fields(o, f.request);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Unsub& f) const {
-    json::object o{{"t", "unsub"}, {"conv", f.conv}};
+  std::string operator()(const Unsub& f) const {
+    JsonObject o;
+    o.str("t", "unsub").str("conv", f.conv);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Hist& f) const {
-    json::object o{{"t", "hist"}, {"conv", f.conv}};
-    if (f.before) o["before"] = *f.before;
-    if (f.after) o["after"] = *f.after;
-    if (f.limit) o["limit"] = *f.limit;
+  std::string operator()(const Hist& f) const {
+    JsonObject o;
+    o.str("t", "hist").str("conv", f.conv);
+    if (f.before) o.num("before", *f.before);
+    if (f.after) o.num("after", *f.after);
+    if (f.limit) o.num("limit", *f.limit);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Ping& f) const {
-    json::object o{{"t", "ping"}};
-    if (f.ts) o["ts"] = *f.ts;
+  std::string operator()(const Send& f) const {
+    JsonObject o(96 + f.conv.size() + f.id.size() + f.body.text.size());
+    o.str("t", "send").str("conv", f.conv).str("id", f.id);
+    if (f.cts) o.num("cts", *f.cts);
+    if (f.trace) o.str("trace", *f.trace);
+    if (f.as) o.str("as", *f.as);
     put_rid(o, f.rid);
-    return o;
+    return o.raw("body", f.body.text).done();
   }
-  json::object operator()(const Rcpt& f) const {
-    json::object o{{"t", "rcpt"}, {"conv", f.conv}};
-    if (f.user) o["user"] = *f.user;
-    o["seq"] = f.seq;
-    o["kind"] = to_string(f.kind);
-    if (f.as) o["as"] = *f.as;
+  std::string operator()(const Ping& f) const {
+    JsonObject o;
+    o.str("t", "ping");
+    if (f.ts) o.num("ts", *f.ts);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Typing& f) const {
-    json::object o{{"t", "typing"}, {"conv", f.conv}};
-    if (f.user) o["user"] = *f.user;
-    o["on"] = f.on;
-    if (f.as) o["as"] = *f.as;
+  std::string operator()(const Rcpt& f) const {
+    JsonObject o;
+    o.str("t", "rcpt").str("conv", f.conv);
+    if (f.user) o.str("user", *f.user);
+    o.num("seq", f.seq).str("kind", to_string(f.kind));
+    if (f.as) o.str("as", *f.as);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Welcome& f) const {
-    json::object o{{"t", "welcome"}, {"session", f.session}, {"node", f.node}, {"user", f.user},
-                   {"ts", f.ts}, {"hb", f.hb}, {"max_frame", f.max_frame}};
+  std::string operator()(const Typing& f) const {
+    JsonObject o;
+    o.str("t", "typing").str("conv", f.conv);
+    if (f.user) o.str("user", *f.user);
+    o.boolean("on", f.on);
+    if (f.as) o.str("as", *f.as);
+    put_rid(o, f.rid);
+    return o.done();
+  }
+  std::string operator()(const Welcome& f) const {
+    JsonObject o(160);
+    o.str("t", "welcome").str("session", f.session).str("node", f.node).str("user", f.user);
+    o.num("ts", f.ts).num("hb", f.hb).num("max_frame", f.max_frame);
     if (!f.path.empty()) {
-      json::array path;
-      for (const auto& node : f.path) path.emplace_back(node);
-      o["path"] = std::move(path);
+      JsonArray path;
+      for (const auto& node : f.path) path.str(node);
+      o.raw("path", path.done());
     }
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Subd& f) const {
-    json::array present;
-    for (const auto& user : f.present) present.emplace_back(user);
-    json::object o{{"t", "subd"}, {"conv", f.conv}, {"head", f.head}, {"read", f.read}};
-    o["present"] = std::move(present);
-    o["more"] = f.more;
+  std::string operator()(const Subd& f) const {
+    JsonArray present;
+    for (const auto& user : f.present) present.str(user);
+    JsonObject o;
+    o.str("t", "subd").str("conv", f.conv).num("head", f.head).num("read", f.read);
+    o.raw("present", present.done()).boolean("more", f.more);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Ack& f) const {
-    json::object o{{"t", "ack"}, {"conv", f.conv}, {"id", f.id}};
-    if (f.seq) o["seq"] = *f.seq;
-    o["ts"] = f.ts;
-    if (f.trace) o["trace"] = *f.trace;
-    if (f.dup) o["dup"] = true;
+  std::string operator()(const Ack& f) const {
+    JsonObject o(96 + f.conv.size() + f.id.size());
+    o.str("t", "ack").str("conv", f.conv).str("id", f.id);
+    if (f.seq) o.num("seq", *f.seq);
+    o.num("ts", f.ts);
+    if (f.trace) o.str("trace", *f.trace);
+    if (f.dup) o.boolean("dup", true);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Nack& f) const {
-    json::object o{{"t", "nack"}, {"conv", f.conv}, {"id", f.id}, {"code", to_string(f.code)},
-                   {"msg", f.msg}, {"retry", f.retry}};
+  std::string operator()(const Nack& f) const {
+    JsonObject o;
+    o.str("t", "nack").str("conv", f.conv).str("id", f.id).str("code", to_string(f.code));
+    o.str("msg", f.msg).boolean("retry", f.retry);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Presence& f) const {
-    json::object o{{"t", f.as ? "relay_presence" : "presence"}, {"conv", f.conv}};
-    if (!f.as) o["user"] = f.user;
-    o["on"] = f.on;
-    if (f.as) o["as"] = *f.as;
-    return o;
+  std::string operator()(const Presence& f) const {
+    JsonObject o;
+    o.str("t", f.as ? "relay_presence" : "presence").str("conv", f.conv);
+    if (!f.as) o.str("user", f.user);
+    o.boolean("on", f.on);
+    if (f.as) o.str("as", *f.as);
+    return o.done();
   }
-  json::object operator()(const Pong& f) const {
-    json::object o{{"t", "pong"}, {"ts", f.ts}};
+  std::string operator()(const Pong& f) const {
+    JsonObject o;
+    o.str("t", "pong").num("ts", f.ts);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
-  json::object operator()(const Bye& f) const {
-    json::object o{{"t", "bye"}, {"reason", f.reason}};
-    o["retry_ms"] = json::array{f.retry_min_ms, f.retry_max_ms};
-    return o;
+  std::string operator()(const Bye& f) const {
+    JsonObject o;
+    o.str("t", "bye").str("reason", f.reason);
+    return o.raw("retry_ms", JsonArray().num(f.retry_min_ms).num(f.retry_max_ms).done()).done();
   }
-  json::object operator()(const Err& f) const {
-    json::object o{{"t", "err"}, {"code", to_string(f.code)}, {"msg", f.msg}};
+  std::string operator()(const Err& f) const {
+    JsonObject o;
+    o.str("t", "err").str("code", to_string(f.code)).str("msg", f.msg);
     put_rid(o, f.rid);
-    return o;
+    return o.done();
   }
 };
 
@@ -784,17 +729,20 @@ std::string_view to_string(ReceiptKind kind) {
 }
 
 std::string json_quote(std::string_view text) {
-  return json::serialize(json::string(text));
+  std::string out;
+  out.reserve(text.size() + 2);
+  append_json_string(out, text);
+  return out;
 }
 
 std::string_view frame_type(const Frame& frame) { return std::visit(TypeName{}, frame); }
 
 // The msg frame, its body last as sent.
 std::string serialize_msg_fields(const MsgFields& m) {
-  ObjectText o(128 + m.conv.size() + m.id.size() + m.from.size() + m.body.size());
+  JsonObject o(128 + m.conv.size() + m.id.size() + m.from.size() + m.body.size());
   o.str("t", "msg").str("conv", m.conv);
   if (m.seq) o.num("seq", *m.seq);
-  if (m.provisional) o.yes("prov");
+  if (m.provisional) o.boolean("prov", true);
   o.str("id", m.id).str("from", m.from).num("ts", m.ts);
   if (m.cts) o.num("cts", *m.cts);
   if (m.trace) o.str("trace", *m.trace);
@@ -805,8 +753,6 @@ std::string serialize(const Msg& msg) { return serialize_msg(msg); }
 
 std::string serialize(const Frame& frame) {
   if (const Msg* m = std::get_if<Msg>(&frame)) return serialize_msg(*m);
-  if (const Send* send = std::get_if<Send>(&frame)) return serialize_send(*send);
-  if (const Ack* ack = std::get_if<Ack>(&frame)) return serialize_ack(*ack);
   if (const Page* page = std::get_if<Page>(&frame)) {
     std::vector<std::string> msgs;
     msgs.reserve(page->msgs.size());
@@ -816,9 +762,9 @@ std::string serialize(const Frame& frame) {
   return std::visit(
       [](const auto& f) -> std::string {
         if constexpr (requires { ToJson{}(f); })
-          return json::serialize(ToJson{}(f));
+          return ToJson{}(f);
         else
-          return {};  // unreachable: the three frames with bodies are written above
+          return {};  // unreachable: Msg and Page are written above
       },
       frame);
 }
@@ -827,7 +773,7 @@ void append_raw_member(std::string& object_json, std::string_view key, std::stri
   // REQUIRES: object_json ends in '}'. "{}" gets no comma.
   object_json.pop_back();
   if (object_json.size() > 1) object_json += ',';
-  object_json += json_quote(key);
+  append_json_string(object_json, key);
   object_json += ':';
   object_json += raw_value;
   object_json += '}';

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "json_scan.h"
+#include "json_write.h"
 #include "waymark/codec.h"
 
 namespace json = boost::json;
@@ -43,8 +44,8 @@ std::optional<std::string> string_of(const json::value* value) {
   return std::string(value->get_string());
 }
 
-json::object error_object(const Error& error) {
-  return json::object{{"code", to_string(error.code)}, {"msg", error.message}};
+std::string error_object(const Error& error) {
+  return JsonObject().str("code", to_string(error.code)).str("msg", error.message).done();
 }
 
 std::optional<Error> error_from(const json::value* value) {
@@ -177,21 +178,20 @@ std::vector<const Row*> RowList::ordered() const {
 }
 
 std::string row_json(const Row& row) {
-  json::object o{{"conv", row.conv}, {"id", row.id}, {"from", row.from}, {"own", row.own}};
-  if (row.seq) o["seq"] = *row.seq;
-  if (row.state) o["state"] = to_string(*row.state);
-  json::object times;
-  for (const auto& [state, at] : row.times) times[to_string(state)] = at;
-  o["times"] = std::move(times);
-  if (row.trace) o["trace"] = *row.trace;
-  else o["trace"] = nullptr;
-  if (row.ts) o["ts"] = *row.ts;
-  if (row.cts) o["cts"] = *row.cts;
-  if (row.error) o["error"] = error_object(*row.error);
-  if (row_is_provisional(row)) o["provisional"] = true;
-  std::string text = json::serialize(o);
-  append_raw_member(text, "body", row.body.text);  // as the sender wrote it
-  return text;
+  JsonObject o(256 + row.body.text.size());
+  o.str("conv", row.conv).str("id", row.id).str("from", row.from).boolean("own", row.own);
+  if (row.seq) o.num("seq", *row.seq);
+  if (row.state) o.str("state", to_string(*row.state));
+  JsonObject times;
+  for (const auto& [state, at] : row.times) times.num(to_string(state), at);
+  o.raw("times", times.done());
+  if (row.trace) o.str("trace", *row.trace);
+  else o.null("trace");
+  if (row.ts) o.num("ts", *row.ts);
+  if (row.cts) o.num("cts", *row.cts);
+  if (row.error) o.raw("error", error_object(*row.error));
+  if (row_is_provisional(row)) o.boolean("provisional", true);
+  return o.raw("body", row.body.text).done();  // as the sender wrote it
 }
 
 namespace {
@@ -251,17 +251,17 @@ std::optional<Row> row_from_json(std::string_view text) {
 }
 
 std::string row_event_json(const RowEvent& e) {
-  json::object o{{"type", "row"}, {"conv", e.conv}, {"id", e.id}, {"state", to_string(e.state)},
-                 {"own", e.own}};
-  if (e.seq) o["seq"] = *e.seq;
-  if (e.error) o["error"] = error_object(*e.error);
-  if (e.trace) o["trace"] = *e.trace;
-  if (e.at) o["at"] = *e.at;
-  if (e.from) o["from"] = *e.from;
-  if (e.cts) o["cts"] = *e.cts;
-  std::string text = json::serialize(o);
-  if (e.body) append_raw_member(text, "body", e.body->text);
-  return text;
+  JsonObject o(192 + (e.body ? e.body->text.size() : 0));
+  o.str("type", "row").str("conv", e.conv).str("id", e.id).str("state", to_string(e.state));
+  o.boolean("own", e.own);
+  if (e.seq) o.num("seq", *e.seq);
+  if (e.error) o.raw("error", error_object(*e.error));
+  if (e.trace) o.str("trace", *e.trace);
+  if (e.at) o.num("at", *e.at);
+  if (e.from) o.str("from", *e.from);
+  if (e.cts) o.num("cts", *e.cts);
+  if (e.body) o.raw("body", e.body->text);
+  return o.done();
 }
 
 std::optional<RowEvent> row_event_from_json(std::string_view text) {

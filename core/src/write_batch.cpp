@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include "json_write.h"
 #include "waymark/codec.h"
 #include "waymark/stored_record.h"
 
@@ -166,14 +167,15 @@ Result<WriteResult> apply_dead_letter(LogTxn& txn, const DeadLetterRequest& requ
   if (!staged.value()) return WriteResult(outcome);
   outcome.found = true;
   outcome.from = facts_of(staged.value()).from;
-  boost::json::object record{{"tenant", request.tenant},
-                             {"conv", request.conv},
-                             {"id", request.id},
-                             {"code", to_string(request.reason.code)},
-                             {"reason", request.reason.message},
-                             {"ts", request.ts}};
-  std::string text = boost::json::serialize(record);
-  append_raw_member(text, "msg", *staged.value());
+  std::string text = JsonObject(256 + staged.value()->size())
+                         .str("tenant", request.tenant)
+                         .str("conv", request.conv)
+                         .str("id", request.id)
+                         .str("code", to_string(request.reason.code))
+                         .str("reason", request.reason.message)
+                         .num("ts", request.ts)
+                         .raw("msg", *staged.value())
+                         .done();
   Status put = txn.put_dead_letter(request.tenant, request.conv, request.id, text);
   if (!put.ok()) return put.error();
   Status erased = txn.erase_staged(request.tenant, request.conv, request.id);
