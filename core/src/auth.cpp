@@ -3,12 +3,11 @@
 
 #include <algorithm>
 
-#include <boost/json/parse.hpp>
-#include <boost/json/value.hpp>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "json_read.h"
 #include "waymark/identifiers.h"
 
 namespace waymark {
@@ -21,11 +20,10 @@ bool is_name_char(char c) {
 
 // A NumericDate claim as milliseconds: seconds per RFC 7519, a value above 1e11 (the year 5138
 // in seconds) taken as milliseconds already. nullopt: not an integral number.
-std::optional<TimeMs> numeric_date_ms(const boost::json::value& value) {
+std::optional<TimeMs> numeric_date_ms(const JsonView& value) {
   double number = 0;
   if (value.is_int64()) number = static_cast<double>(value.get_int64());
-  else if (value.is_uint64()) number = static_cast<double>(value.get_uint64());
-  else if (value.is_double()) number = value.get_double();
+  else if (value.is_uint64() || value.is_double()) number = value.get_double();
   else return std::nullopt;
   if (!std::isfinite(number) || number < 0 || number > 9.0e15 || std::floor(number) != number)
     return std::nullopt;
@@ -65,13 +63,14 @@ Error claim_error(std::string_view claim, std::string_view what) {
 }
 
 // convs and read: arrays of conversation names or prefixes ending in '*' ("*": all).
-std::optional<Error> read_conv_patterns(const boost::json::value& value, std::string_view claim,
+std::optional<Error> read_conv_patterns(const JsonView& value, std::string_view claim,
                                         std::vector<std::string>& out) {
   if (!value.is_array())
     return claim_error(claim, "must be an array of conversation names or prefixes ending in *");
-  for (const boost::json::value& entry : value.get_array()) {
+  for (const JsonView& entry : value.elements()) {
     if (!entry.is_string()) return claim_error(claim, "must hold strings only");
-    std::string_view pattern = entry.get_string();
+    std::string decoded = entry.get_string();
+    std::string_view pattern = decoded;
     std::string_view name = pattern;
     if (!name.empty() && name.back() == '*') name.remove_suffix(1);
     // A prefix may be empty ("*": every conversation); a name follows the conv rule.
@@ -130,15 +129,14 @@ std::optional<TokenSubject> unverified_token_subject(std::string_view token) {
     return std::nullopt;
   auto payload = decode_base64url(token.substr(first + 1, second - first - 1));
   if (!payload) return std::nullopt;
-  boost::json::error_code ec;
-  boost::json::value claims = boost::json::parse(*payload, ec);
-  if (ec || !claims.is_object()) return std::nullopt;
-  const boost::json::value* sub = claims.get_object().if_contains("sub");
+  JsonChecked claims = check_json(*payload, 32);
+  if (claims.error || !claims.value.is_object()) return std::nullopt;
+  auto sub = claims.value.find("sub");
   if (!sub || !sub->is_string()) return std::nullopt;
   TokenSubject subject;
-  subject.user = std::string(sub->get_string());
-  const boost::json::value* tnt = claims.get_object().if_contains("tnt");
-  if (tnt && tnt->is_string()) subject.tenant = std::string(tnt->get_string());
+  subject.user = sub->get_string();
+  auto tnt = claims.value.find("tnt");
+  if (tnt && tnt->is_string()) subject.tenant = tnt->get_string();
   return subject;
 }
 
@@ -163,14 +161,14 @@ bool Identity::may_relay_for(std::string_view tenant) const {
 }
 
 // exp (required, not past) and nbf (optional, not in the future), into identity.expires_at.
-static std::optional<Error> read_validity(const boost::json::object& claims, TimeMs now, Identity& identity) {
-  const boost::json::value* exp = claims.if_contains("exp");
+static std::optional<Error> read_validity(const JsonView& claims, TimeMs now, Identity& identity) {
+  auto exp = claims.find("exp");
   if (!exp) return claim_error("exp", "is missing");
   auto expires_at = numeric_date_ms(*exp);
   if (!expires_at) return claim_error("exp", "must be an integer NumericDate (seconds)");
   if (*expires_at <= now) return make_error(ErrorCode::unauthorized, "token: expired");
   identity.expires_at = expires_at;
-  if (const boost::json::value* nbf = claims.if_contains("nbf")) {
+  if (auto nbf = claims.find("nbf")) {
     auto not_before = numeric_date_ms(*nbf);
     if (!not_before) return claim_error("nbf", "must be an integer NumericDate (seconds)");
     if (*not_before > now) return make_error(ErrorCode::unauthorized, "token: not valid yet (nbf)");
@@ -179,30 +177,31 @@ static std::optional<Error> read_validity(const boost::json::object& claims, Tim
 }
 
 Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) {
-  boost::json::error_code ec;
-  boost::json::value parsed = boost::json::parse(claims_json, ec);
-  if (ec || !parsed.is_object()) return make_error(ErrorCode::unauthorized, "token: claims are not a JSON object");
-  const boost::json::object& claims = parsed.get_object();
+  JsonChecked parsed = check_json(claims_json, 32);
+  if (parsed.error || !parsed.value.is_object())
+    return make_error(ErrorCode::unauthorized, "token: claims are not a JSON object");
+  const JsonView& claims = parsed.value;
   Identity identity;
 
-  if (const boost::json::value* node = claims.if_contains("node")) {
+  if (auto node = claims.find("node")) {
     if (!node->is_bool()) return claim_error("node", "must be true or false");
     identity.node = node->get_bool();
   }
-  const boost::json::value* sub = claims.if_contains("sub");
+  auto sub = claims.find("sub");
   if (!sub) return claim_error("sub", "is missing");
   if (identity.node) {
     if (!sub->is_string() || !is_valid_node_name(sub->get_string()))
       return claim_error("sub", "of a node token must be 1-64 chars of [A-Za-z0-9._-]");
-    identity.user = std::string(sub->get_string());
-    const boost::json::value* tnts = claims.if_contains("tnts");
+    identity.user = sub->get_string();
+    auto tnts = claims.find("tnts");
     if (!tnts) return claim_error("tnts", "is missing (a node token names the tenants it relays for)");
-    if (!tnts->is_array() || tnts->get_array().empty())
+    std::vector<JsonView> tenants = tnts->elements();
+    if (!tnts->is_array() || tenants.empty())
       return claim_error("tnts", "must be a non-empty array of tenant names");
-    for (const boost::json::value& entry : tnts->get_array()) {
+    for (const JsonView& entry : tenants) {
       if (!entry.is_string() || !is_valid_tenant_name(entry.get_string()))
         return claim_error("tnts", "must be a non-empty array of tenant names");
-      identity.relay_tenants.emplace_back(entry.get_string());
+      identity.relay_tenants.push_back(entry.get_string());
     }
   }
   if (identity.node) {
@@ -212,20 +211,20 @@ Result<Identity> identity_from_claims(std::string_view claims_json, TimeMs now) 
   }
   if (!sub->is_string() || !is_valid_user_name(sub->get_string()))
     return claim_error("sub", "must be 1-64 chars of [A-Za-z0-9._@-]");
-  identity.user = std::string(sub->get_string());
+  identity.user = sub->get_string();
 
-  const boost::json::value* tnt = claims.if_contains("tnt");
+  auto tnt = claims.find("tnt");
   if (!tnt) return claim_error("tnt", "is missing");
   if (!tnt->is_string() || !is_valid_tenant_name(tnt->get_string()))
     return claim_error("tnt", "must be 1-64 chars of [A-Za-z0-9._-]");
-  identity.tenant = std::string(tnt->get_string());
+  identity.tenant = tnt->get_string();
 
   if (auto problem = read_validity(claims, now, identity)) return *problem;
 
-  const boost::json::value* convs = claims.if_contains("convs");
+  auto convs = claims.find("convs");
   if (!convs) return claim_error("convs", "is missing");
   if (auto problem = read_conv_patterns(*convs, "convs", identity.convs)) return *problem;
-  if (const boost::json::value* read = claims.if_contains("read"))
+  if (auto read = claims.find("read"))
     if (auto problem = read_conv_patterns(*read, "read", identity.read_convs)) return *problem;
   return identity;
 }

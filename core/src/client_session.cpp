@@ -3,16 +3,14 @@
 #include "waymark/client_session.h"
 
 #include <algorithm>
-#include <boost/json.hpp>
 
-#include "json_scan.h"
+#include "json_read.h"
 #include "json_write.h"
 #include "waymark/close_codes.h"
 #include "waymark/backoff.h"
 #include "waymark/codec.h"
 #include "overloaded.h"
 
-namespace json = boost::json;
 
 namespace waymark {
 namespace {
@@ -1083,82 +1081,70 @@ std::string ClientSession::export_state() const {
 }
 
 Result<std::monostate> ClientSession::import_state(std::string_view text, TimeMs now) {
-  json::error_code ec;
-  json::parse_options options;
-  options.max_depth = 64;  // a body nests three levels below the document (outbox, entry)
-  json::value value = json::parse(text, ec, {}, options);
-  if (ec || !value.is_object()) return make_error(ErrorCode::bad_frame, "state: not a JSON object");
-  const json::object& root = value.get_object();
+  // A body nests three levels below the document (outbox, entry).
+  JsonChecked checked = check_json(text, 64);
+  if (checked.error || !checked.value.is_object())
+    return make_error(ErrorCode::bad_frame, "state: not a JSON object");
+  const JsonView& root = checked.value;
   auto version = root.find("v");
-  if (version == root.end() || !version->value().is_int64() || version->value().get_int64() != 1)
+  if (!version || !version->is_int64() || version->get_int64() != 1)
     return make_error(ErrorCode::invalid, "state.v: must be 1");
+  // A non-negative integer member of `o`, or nullopt.
+  const auto count = [](const JsonView& o, std::string_view key) -> std::optional<Seq> {
+    auto found = o.find(key);
+    if (!found || !found->is_int64() || found->get_int64() < 0) return std::nullopt;
+    return static_cast<Seq>(found->get_int64());
+  };
 
   std::deque<OutboxEntry> outbox;
-  if (auto it = root.find("outbox"); it != root.end()) {
-    if (!it->value().is_array()) return make_error(ErrorCode::invalid, "state.outbox: must be an array");
-    std::vector<std::string_view> item_texts =
-        json_scan::raw_elements(json_scan::raw_member(text, "outbox").value_or(""));
-    std::size_t index = 0;
-    for (const json::value& item : it->value().get_array()) {
-      std::string_view item_text = index < item_texts.size() ? item_texts[index] : "";
-      ++index;
-      if (!item.is_object()) return make_error(ErrorCode::invalid, "state.outbox[]: must be objects");
-      const json::object& o = item.get_object();
-      auto str = [&](const char* key) -> std::optional<std::string> {
-        auto f = o.find(key);
-        if (f == o.end() || !f->value().is_string()) return std::nullopt;
-        return std::string(f->value().get_string());
+  if (auto items = root.find("outbox")) {
+    if (!items->is_array()) return make_error(ErrorCode::invalid, "state.outbox: must be an array");
+    for (const JsonView& o : items->elements()) {
+      if (!o.is_object()) return make_error(ErrorCode::invalid, "state.outbox[]: must be objects");
+      auto str = [&](std::string_view key) -> std::optional<std::string> {
+        auto found = o.find(key);
+        if (!found || !found->is_string()) return std::nullopt;
+        return found->get_string();
       };
       OutboxEntry entry;
       auto conv = str("conv"), id = str("id"), trace = str("trace");
-      auto body_text = json_scan::raw_member(item_text, "body");
-      auto body = body_text ? parse_json_text(*body_text) : Result<JsonText>(Error{});
+      auto body_value = o.find("body");
+      auto body = body_value ? parse_json_text(body_value->text()) : Result<JsonText>(Error{});
       if (!conv || !is_valid_conv(*conv) || !id || !is_valid_message_id(*id) || !body.ok())
         return make_error(ErrorCode::invalid, "state.outbox[]: conv, id and body required");
       entry.conv = *conv;
       entry.id = *id;
       entry.body = std::move(body).value();
       entry.trace = trace && is_valid_traceparent(*trace) ? *trace : make_traceparent(random_);
-      if (auto cts = o.find("cts"); cts != o.end() && cts->value().is_int64())
-        entry.cts = cts->value().get_int64();
-      if (auto failed = o.find("failed"); failed != o.end() && failed->value().is_bool())
-        entry.failed = failed->value().get_bool();
-      if (auto error = o.find("error"); error != o.end() && error->value().is_object()) {
-        const json::object& e = error->value().get_object();
+      if (auto cts = o.find("cts"); cts && cts->is_int64()) entry.cts = cts->get_int64();
+      if (auto failed = o.find("failed"); failed && failed->is_bool()) entry.failed = failed->get_bool();
+      if (auto error = o.find("error"); error && error->is_object()) {
         Error err;
-        if (auto code = e.find("code"); code != e.end() && code->value().is_string())
-          err.code = error_code_from_string(code->value().get_string()).value_or(ErrorCode::invalid);
-        if (auto msg = e.find("msg"); msg != e.end() && msg->value().is_string())
-          err.message = std::string(msg->value().get_string());
+        if (auto code = error->find("code"); code && code->is_string())
+          err.code = error_code_from_string(code->get_string()).value_or(ErrorCode::invalid);
+        if (auto msg = error->find("msg"); msg && msg->is_string()) err.message = msg->get_string();
         entry.error = err;
       }
       outbox.push_back(std::move(entry));
     }
   }
   std::map<std::string, Conversation> conversations;
-  if (auto it = root.find("convs"); it != root.end()) {
-    if (!it->value().is_object()) return make_error(ErrorCode::invalid, "state.convs: must be an object");
-    for (const auto& [key, item] : it->value().get_object()) {
-      if (!is_valid_conv(key) || !item.is_object())
+  if (auto convs = root.find("convs")) {
+    if (!convs->is_object()) return make_error(ErrorCode::invalid, "state.convs: must be an object");
+    for (const JsonMember& member : convs->members()) {
+      std::string key = member.key();
+      const JsonView& o = member.value;
+      if (!is_valid_conv(key) || !o.is_object())
         return make_error(ErrorCode::invalid, "state.convs: bad conversation");
-      const json::object& o = item.get_object();
       Conversation c;
-      if (auto wanted = o.find("wanted"); wanted != o.end() && wanted->value().is_bool())
-        c.wanted = wanted->value().get_bool();
-      if (auto cursor = o.find("cursor"); cursor != o.end() && cursor->value().is_int64() &&
-                                          cursor->value().get_int64() >= 0)
-        c.cursor = static_cast<Seq>(cursor->value().get_int64());
-      if (auto read = o.find("read"); read != o.end() && read->value().is_int64() &&
-                                      read->value().get_int64() >= 0)
-        c.read_cursor = static_cast<Seq>(read->value().get_int64());
-      for (auto [field, target] : {std::pair{"others_delivered", &c.others_delivered},
-                                   std::pair{"others_read", &c.others_read}})
-        if (auto found = o.find(field); found != o.end() && found->value().is_int64() &&
-                                        found->value().get_int64() >= 0)
-          *target = static_cast<Seq>(found->value().get_int64());
+      if (auto wanted = o.find("wanted"); wanted && wanted->is_bool()) c.wanted = wanted->get_bool();
+      c.cursor = count(o, "cursor");
+      c.read_cursor = count(o, "read").value_or(0);
+      c.others_delivered = count(o, "others_delivered").value_or(0);
+      c.others_read = count(o, "others_read").value_or(0);
       c.others_delivered = std::max(c.others_delivered, c.others_read);
       c.delivered_sent = c.cursor.value_or(0);
-      conversations.emplace(std::string(key), std::move(c));
+      conversations.insert_or_assign(std::move(key), std::move(c));
     }
   }
   outbox_ = std::move(outbox);

@@ -1,7 +1,6 @@
 // JSON text <-> Frame. All per-frame validation of protocol.md lives in this file.
 #include "waymark/codec.h"
 
-#include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
 #include <charconv>
@@ -9,7 +8,7 @@
 #include <limits>
 
 #include "codec_internal.h"
-#include "json_scan.h"
+#include "json_read.h"
 #include "json_write.h"
 #include "waymark/auth.h"
 #include "waymark/identifiers.h"
@@ -32,9 +31,10 @@ constexpr std::size_t kMaxEdgeFrameDepth = kMaxClientFrameDepth + 8;
 // default value after an error; the caller checks `error` once at the end.
 class FieldReader {
  public:
-  // text: the object's own JSON text, from which a body is cut as sent.
-  FieldReader(const json::object& object, std::string_view text, std::string prefix = {})
-      : object_(object), text_(text), prefix_(std::move(prefix)) {}
+  // object: a JSON object inside text check_json accepted; non_finite: whether that check met
+  // a number too large for a double somewhere in the text (a body is then checked alone).
+  FieldReader(JsonView object, bool non_finite, std::string prefix = {})
+      : members_(object.members()), non_finite_(non_finite), prefix_(std::move(prefix)) {}
 
   std::optional<Error> error;
 
@@ -43,19 +43,23 @@ class FieldReader {
     return false;
   }
 
-  const json::value* find(std::string_view key) const {
-    auto it = object_.find(key);
-    return it == object_.end() ? nullptr : &it->value();
+  // The member `key` (the last one when it repeats), or nullptr.
+  const JsonView* find(std::string_view key) const {
+    for (auto it = members_.rbegin(); it != members_.rend(); ++it)
+      if (it->key_is(key)) return &it->value;
+    return nullptr;
   }
 
+  bool non_finite() const { return non_finite_; }
+
   std::optional<std::string> opt_string(std::string_view key) {
-    const json::value* v = find(key);
+    const JsonView* v = find(key);
     if (!v) return std::nullopt;
     if (!v->is_string()) {
       fail(key, "must be a string");
       return std::nullopt;
     }
-    return std::string(v->get_string());
+    return v->get_string();
   }
 
   std::string string(std::string_view key) {
@@ -91,7 +95,7 @@ class FieldReader {
   }
 
   std::optional<std::int64_t> opt_integer(std::string_view key, std::int64_t min) {
-    const json::value* v = find(key);
+    const JsonView* v = find(key);
     if (!v) return std::nullopt;
     std::int64_t n = 0;
     if (v->is_int64()) {
@@ -136,7 +140,7 @@ class FieldReader {
   }
 
   std::optional<bool> opt_bool(std::string_view key) {
-    const json::value* v = find(key);
+    const JsonView* v = find(key);
     if (!v) return std::nullopt;
     if (!v->is_bool()) {
       fail(key, "must be true or false");
@@ -169,49 +173,24 @@ class FieldReader {
   }
 
   // A message body: any JSON value with finite numbers, kept as the text it was sent as.
+  // JSON has no Infinity or NaN; a number too large for a double (1e400) parses to one, and
+  // the text of such a body would reach JavaScript readers as Infinity.
   JsonText body() {
-    const json::value* v = find("body");
+    const JsonView* v = find("body");
     if (!v) {
       fail("body", "missing");
       return {};
     }
-    if (has_non_finite_number(*v)) {
+    if (non_finite_ && check_json(v->text(), std::size_t(-1)).non_finite) {
       fail("body", "numbers must be finite");
       return {};
     }
-    auto raw = json_scan::raw_member(text_, "body");
-    if (!raw) {  // cannot happen for text boost::json accepted; never store a guess
-      fail("body", "unreadable");
-      return {};
-    }
-    return JsonText{std::string(*raw)};
-  }
-
-  // The JSON text of the member `key`, for a nested reader.
-  std::string_view raw(std::string_view key) const {
-    return json_scan::raw_member(text_, key).value_or(std::string_view{});
+    return JsonText{std::string(v->text())};
   }
 
  private:
-  // JSON has no Infinity or NaN; a number too large for a double (1e400) parses to one, and
-  // the text of such a body would reach JavaScript readers as Infinity.
-  static bool has_non_finite_number(const json::value& value) {
-    switch (value.kind()) {
-      case json::kind::double_: return !std::isfinite(value.get_double());
-      case json::kind::array:
-        for (const auto& item : value.get_array())
-          if (has_non_finite_number(item)) return true;
-        return false;
-      case json::kind::object:
-        for (const auto& field : value.get_object())
-          if (has_non_finite_number(field.value())) return true;
-        return false;
-      default: return false;
-    }
-  }
-
-  const json::object& object_;
-  std::string_view text_;
+  std::vector<JsonMember> members_;
+  bool non_finite_ = false;
   std::string prefix_;
 };
 
@@ -238,18 +217,18 @@ Result<Frame> parse_hello(FieldReader& r) {
   f.token = r.string("token");
   f.device = r.opt_string("device");
   if (f.device && f.device->size() > 128) r.fail("device", "must be at most 128 chars");
-  if (const json::value* subs = r.find("subs"); subs && !r.error) {
+  if (const JsonView* subs = r.find("subs"); subs && !r.error) {
     if (!subs->is_array()) {
       r.fail("subs", "must be an array");
     } else {
       std::size_t index = 0;
-      for (const json::value& entry : subs->get_array()) {
+      for (const JsonView& entry : subs->elements()) {
         std::string prefix = "subs[" + std::to_string(index++) + "].";
         if (!entry.is_object()) {
           r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
           break;
         }
-        FieldReader sub_reader(entry.get_object(), {}, prefix);  // no body in a sub
+        FieldReader sub_reader(entry, false, prefix);  // no body in a sub
         auto request = read_sub_request(sub_reader);
         if (!request) {
           r.error = sub_reader.error;
@@ -260,11 +239,11 @@ Result<Frame> parse_hello(FieldReader& r) {
     }
   }
   if (!r.error) f.provisional = r.opt_bool("provisional").value_or(false);
-  if (const json::value* relay = r.find("relay"); relay && !r.error) {
+  if (const JsonView* relay = r.find("relay"); relay && !r.error) {
     if (!relay->is_object()) {
       r.fail("relay", "must be an object with node and tenant");
     } else {
-      FieldReader relay_reader(relay->get_object(), {}, "relay.");
+      FieldReader relay_reader(*relay, false, "relay.");
       RelayHello hello;
       hello.node = relay_reader.string("node");
       if (!relay_reader.error && !is_valid_node_name(hello.node))
@@ -357,16 +336,17 @@ Result<Frame> parse_welcome(FieldReader& r) {
   f.ts = r.integer("ts", 0);
   f.hb = r.integer("hb", 1);
   f.max_frame = r.integer("max_frame", 1);
-  if (const json::value* path = r.find("path"); path && !r.error) {
+  if (const JsonView* path = r.find("path"); path && !r.error) {
     if (!path->is_array()) {
       r.fail("path", "must be an array of node names");
     } else {
-      for (const json::value& node : path->get_array()) {
-        if (!node.is_string() || !is_valid_node_name(node.get_string())) {
+      for (const JsonView& node : path->elements()) {
+        std::string name = node.is_string() ? node.get_string() : std::string();
+        if (!node.is_string() || !is_valid_node_name(name)) {
           r.fail("path", "must be an array of node names");
           break;
         }
-        f.path.emplace_back(node.get_string());
+        f.path.push_back(std::move(name));
       }
     }
   }
@@ -402,11 +382,11 @@ Result<Frame> parse_subd(FieldReader& r) {
   f.head = r.seq("head", 0);
   f.read = r.seq("read", 0);
   f.more = r.boolean("more");
-  if (const json::value* present = r.find("present"); present && !r.error) {
+  if (const JsonView* present = r.find("present"); present && !r.error) {
     if (!present->is_array()) {
       r.fail("present", "must be an array of user names");
     } else {
-      for (const json::value& user : present->get_array()) {
+      for (const JsonView& user : present->elements()) {
         if (!user.is_string()) {
           r.fail("present", "must be an array of user names");
           break;
@@ -425,22 +405,20 @@ Result<Frame> parse_page(FieldReader& r) {
   f.rid = r.rid();
   f.conv = r.conv();
   f.more = r.boolean("more");
-  const json::value* msgs = r.find("msgs");
+  const JsonView* msgs = r.find("msgs");
   if (!msgs && !r.error) r.fail("msgs", "missing");
   if (msgs && !r.error) {
     if (!msgs->is_array()) {
       r.fail("msgs", "must be an array");
     } else {
-      std::vector<std::string_view> texts = json_scan::raw_elements(r.raw("msgs"));
       std::size_t index = 0;
-      for (const json::value& entry : msgs->get_array()) {
+      for (const JsonView& entry : msgs->elements()) {
         std::string prefix = "msgs[" + std::to_string(index) + "].";
         if (!entry.is_object()) {
           r.fail(prefix.substr(0, prefix.size() - 1), "must be an object");
           break;
         }
-        FieldReader msg_reader(entry.get_object(),
-                               index < texts.size() ? texts[index] : std::string_view{}, prefix);
+        FieldReader msg_reader(entry, r.non_finite(), prefix);
         ++index;
         auto m = read_msg(msg_reader);
         if (!m) {
@@ -510,18 +488,18 @@ Result<Frame> parse_pong(FieldReader& r) {
 Result<Frame> parse_bye(FieldReader& r) {
   Bye f;
   f.reason = r.opt_string("reason").value_or("");
-  const json::value* window = r.find("retry_ms");
+  const JsonView* window = r.find("retry_ms");
+  std::vector<JsonView> bounds = window ? window->elements() : std::vector<JsonView>{};
   if (!window) {
     r.fail("retry_ms", "missing");
-  } else if (!window->is_array() || window->get_array().size() != 2 ||
-             !window->get_array()[0].is_int64() || !window->get_array()[1].is_int64() ||
-             window->get_array()[0].get_int64() < 0 ||
-             window->get_array()[1].get_int64() > kMaxSafeInteger ||
-             window->get_array()[1].get_int64() < window->get_array()[0].get_int64()) {
+  } else if (!window->is_array() || bounds.size() != 2 || !bounds[0].is_int64() ||
+             !bounds[1].is_int64() || bounds[0].get_int64() < 0 ||
+             bounds[1].get_int64() > kMaxSafeInteger ||
+             bounds[1].get_int64() < bounds[0].get_int64()) {
     r.fail("retry_ms", "must be [min, max] with 0 <= min <= max");
   } else {
-    f.retry_min_ms = window->get_array()[0].get_int64();
-    f.retry_max_ms = window->get_array()[1].get_int64();
+    f.retry_min_ms = bounds[0].get_int64();
+    f.retry_max_ms = bounds[1].get_int64();
   }
   return finish(r, std::move(f));
 }
@@ -787,20 +765,10 @@ std::optional<Error> check_frame_size(std::size_t size, std::size_t max_frame) {
 }
 
 Result<JsonText> parse_json_text(std::string_view text) {
-  json::parse_options options;
-  options.max_depth = kMaxClientFrameDepth - 1;
-  json::error_code ec;
-  json::value value = json::parse(text, ec, {}, options);
-  if (ec) return make_error(ErrorCode::invalid, "body: not JSON (" + ec.message() + ")");
-  // One member named body in a one-member object: the reader's rules, applied once.
-  json::object holder{{"body", std::move(value)}};
-  std::size_t first = text.find_first_not_of(" \t\n\r");
-  std::size_t last = text.find_last_not_of(" \t\n\r");
-  std::string wrapped = "{\"body\":" + std::string(text.substr(first, last - first + 1)) + "}";
-  FieldReader reader(holder, wrapped);
-  JsonText body = reader.body();
-  if (reader.error) return *reader.error;
-  return body;
+  JsonChecked checked = check_json(text, kMaxClientFrameDepth - 1);
+  if (checked.error) return make_error(ErrorCode::invalid, "body: not JSON (" + *checked.error + ")");
+  if (checked.non_finite) return make_error(ErrorCode::invalid, "body: numbers must be finite");
+  return JsonText{std::string(checked.value.text())};
 }
 
 std::string serialize_page(std::string_view conv, const std::vector<std::string>& stored_msgs,
@@ -859,12 +827,12 @@ Result<Frame> parse_typed(FieldReader& r, std::string_view type, Direction direc
 }
 
 // ---- the send fast path ----
-// A client's send is most of what an edge parses. This reads one without a DOM: boost::json's
-// basic_parser validates the whole text exactly as json::parse does (syntax, UTF-8, depth, one
+// A client's send is most of what an edge parses. This reads one in a single pass: boost::json's
+// basic_parser validates the whole text exactly as check_json does (syntax, UTF-8, depth, one
 // value and nothing after it) and calls back with the top-level members, which are kept as
 // they come. A frame it reads whole and finds valid by every rule parse_send applies becomes
 // the Send here; anything else (an error to report, a duplicate or unusual member) returns
-// nullopt and goes the DOM way, which says exactly what is wrong.
+// nullopt and goes the general way, which says exactly what is wrong.
 class SendScan {
  public:
   static constexpr std::size_t max_object_size = std::size_t(-1);
@@ -987,11 +955,11 @@ std::optional<Send> fast_send(std::string_view text) {
   if (has(F::kCts) && (scan.cts < 0 || scan.cts > kMaxSafeInteger)) return std::nullopt;
   if (has(F::kTrace) && !is_valid_traceparent(scan.strings[F::kTrace])) return std::nullopt;
   if (has(F::kAs) && !is_valid_user_name(scan.strings[F::kAs])) return std::nullopt;
-  auto raw = json_scan::raw_member(text, "body");
+  std::optional<JsonView> raw = JsonView(text).find("body");
   if (!raw) return std::nullopt;
   f.conv = std::move(scan.strings[F::kConv]);
   f.id = std::move(scan.strings[F::kId]);
-  f.body = JsonText{std::string(*raw)};
+  f.body = JsonText{std::string(raw->text())};
   if (has(F::kCts)) f.cts = scan.cts;
   if (has(F::kTrace)) f.trace = std::move(scan.strings[F::kTrace]);
   if (has(F::kAs)) f.as = std::move(scan.strings[F::kAs]);
@@ -1015,34 +983,32 @@ Result<Frame, FrameError> parse_frame(std::string_view text, Direction direction
   if (direction == Direction::from_client && text.size() <= limits.max_frame &&
       text.substr(0, kSendStart.size()) == kSendStart)
     if (std::optional<Send> send = fast_send(text)) return Frame{std::move(*send)};
-  return parse_frame_dom(text, direction, limits);
+  return parse_frame_general(text, direction, limits);
 }
 
-Result<Frame, FrameError> parse_frame_dom(std::string_view text, Direction direction,
+Result<Frame, FrameError> parse_frame_general(std::string_view text, Direction direction,
                                           const ParseLimits& limits) {
   if (auto too_large = check_frame_size(text.size(), limits.max_frame))
     return frame_error(std::move(*too_large));
-  json::parse_options options;
-  options.max_depth =
-      direction == Direction::from_client ? kMaxClientFrameDepth : kMaxEdgeFrameDepth;
-  json::error_code ec;
-  json::value value = json::parse(text, ec, {}, options);
-  if (ec) return frame_error(make_error(ErrorCode::bad_frame, "frame: not JSON (" + ec.message() + ")"));
-  if (!value.is_object()) return frame_error(make_error(ErrorCode::bad_frame, "frame: not a JSON object"));
-  const json::object& o = value.get_object();
+  JsonChecked checked = check_json(
+      text, direction == Direction::from_client ? kMaxClientFrameDepth : kMaxEdgeFrameDepth);
+  if (checked.error)
+    return frame_error(make_error(ErrorCode::bad_frame, "frame: not JSON (" + *checked.error + ")"));
+  if (!checked.value.is_object())
+    return frame_error(make_error(ErrorCode::bad_frame, "frame: not a JSON object"));
+  FieldReader r(checked.value, checked.non_finite);
 
   // The rid is read first, so that any refusal of this frame can echo it.
   std::optional<std::string> rid;
-  if (auto it = o.find("rid"); it != o.end() && it->value().is_string() &&
-                               is_valid_rid(it->value().get_string()))
-    rid = std::string(it->value().get_string());
-  auto t = o.find("t");
-  if (t == o.end()) return frame_error(make_error(ErrorCode::invalid, "t: missing"), {}, rid);
-  if (!t->value().is_string())
-    return frame_error(make_error(ErrorCode::invalid, "t: must be a string"), {}, rid);
-  std::string_view type = t->value().get_string();
+  if (const JsonView* value = r.find("rid"); value && value->is_string()) {
+    std::string candidate = value->get_string();
+    if (is_valid_rid(candidate)) rid = std::move(candidate);
+  }
+  const JsonView* t = r.find("t");
+  if (!t) return frame_error(make_error(ErrorCode::invalid, "t: missing"), {}, rid);
+  if (!t->is_string()) return frame_error(make_error(ErrorCode::invalid, "t: must be a string"), {}, rid);
+  std::string type = t->get_string();
 
-  FieldReader r(o, text);
   Result<Frame> frame = parse_typed(r, type, direction);
   if (!frame.ok()) return frame_error(frame.error(), std::string(type), std::move(rid));
   return std::move(frame).value();

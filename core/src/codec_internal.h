@@ -1,5 +1,5 @@
-// The codec's internals shared with its neighbours: the DOM path on its own, for the tests that
-// hold parse_frame's fast path (a send read without a DOM) to it, and the msg frame's one writer.
+// The codec's internals shared with its neighbours: the general path on its own, for the tests
+// that hold parse_frame's send fast path to it, and the msg frame's one writer.
 #pragma once
 
 #include <optional>
@@ -10,8 +10,9 @@
 
 namespace waymark {
 
-// parse_frame without the send fast path: boost::json's DOM, then the frame's rules.
-Result<Frame, FrameError> parse_frame_dom(std::string_view text, Direction direction,
+// parse_frame without the send fast path: check_json, then every frame's rules read from the
+// checked text (json_read.h).
+Result<Frame, FrameError> parse_frame_general(std::string_view text, Direction direction,
                                           const ParseLimits& limits = {});
 
 // A msg frame's fields as views, for writers that hold them elsewhere than in a Msg (a stored

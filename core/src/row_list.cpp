@@ -2,13 +2,10 @@
 #include "waymark/row_list.h"
 
 #include <algorithm>
-#include <boost/json.hpp>
 
-#include "json_scan.h"
+#include "json_read.h"
 #include "json_write.h"
 #include "waymark/codec.h"
-
-namespace json = boost::json;
 
 namespace waymark {
 namespace {
@@ -26,34 +23,27 @@ int rank(RowState state) {
   return 0;
 }
 
-std::optional<std::int64_t> integer(const json::value* value) {
-  if (!value) return std::nullopt;
-  if (value->is_int64()) return value->get_int64();
-  if (value->is_uint64() && value->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
-    return static_cast<std::int64_t>(value->get_uint64());
-  if (value->is_double()) {
-    double d = value->get_double();
-    if (d >= -9.0e15 && d <= 9.0e15 && static_cast<double>(static_cast<std::int64_t>(d)) == d)
-      return static_cast<std::int64_t>(d);
-  }
-  return std::nullopt;
+// Times, seqs and counts as JSON numbers: integer literals (how row_json and JSON.stringify
+// write them).
+std::optional<std::int64_t> integer(const std::optional<JsonView>& value) {
+  if (!value || !value->is_int64()) return std::nullopt;
+  return value->get_int64();
 }
 
-std::optional<std::string> string_of(const json::value* value) {
+std::optional<std::string> string_of(const std::optional<JsonView>& value) {
   if (!value || !value->is_string()) return std::nullopt;
-  return std::string(value->get_string());
+  return value->get_string();
 }
 
 std::string error_object(const Error& error) {
   return JsonObject().str("code", to_string(error.code)).str("msg", error.message).done();
 }
 
-std::optional<Error> error_from(const json::value* value) {
+std::optional<Error> error_from(const std::optional<JsonView>& value) {
   if (!value || !value->is_object()) return std::nullopt;
   Error e;
-  e.code = error_code_from_string(string_of(value->get_object().if_contains("code")).value_or(""))
-               .value_or(ErrorCode::invalid);
-  e.message = string_of(value->get_object().if_contains("msg")).value_or("");
+  e.code = error_code_from_string(string_of(value->find("code")).value_or("")).value_or(ErrorCode::invalid);
+  e.message = string_of(value->find("msg")).value_or("");
   return e;
 }
 
@@ -198,21 +188,19 @@ namespace {
 
 // What a row and a row event share: a JSON object with a conv, an id and a known state.
 struct RowHead {
-  json::value parsed;
+  JsonView object;
   std::string conv, id;
   RowState state = RowState::queued;
-  const json::object& object() const { return parsed.get_object(); }
 };
 
 std::optional<RowHead> read_row_head(std::string_view text) {
+  JsonChecked checked = check_json(text, 64);
+  if (checked.error || !checked.value.is_object()) return std::nullopt;
   RowHead head;
-  json::error_code ec;
-  head.parsed = json::parse(text, ec);
-  if (ec || !head.parsed.is_object()) return std::nullopt;
-  const json::object& o = head.parsed.get_object();
-  auto conv = string_of(o.if_contains("conv"));
-  auto id = string_of(o.if_contains("id"));
-  auto state_name = string_of(o.if_contains("state"));
+  head.object = checked.value;
+  auto conv = string_of(head.object.find("conv"));
+  auto id = string_of(head.object.find("id"));
+  auto state_name = string_of(head.object.find("state"));
   std::optional<RowState> state = state_name ? row_state_from_string(*state_name) : std::nullopt;
   if (!conv || !id || !state) return std::nullopt;
   head.conv = std::move(*conv);
@@ -226,27 +214,27 @@ std::optional<RowHead> read_row_head(std::string_view text) {
 std::optional<Row> row_from_json(std::string_view text) {
   auto head = read_row_head(text);
   if (!head) return std::nullopt;
-  const json::object& o = head->object();
+  const JsonView& o = head->object;
   Row row;
   row.conv = std::move(head->conv);
   row.id = std::move(head->id);
   row.state = head->state;
-  if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) row.seq = static_cast<Seq>(*seq);
-  row.from = string_of(o.if_contains("from")).value_or("");
-  // The body as written in `text` (JSON that just parsed), not re-serialized.
-  if (auto body = json_scan::raw_member(text, "body")) row.body = JsonText{std::string(*body)};
-  if (const json::value* times = o.if_contains("times"); times && times->is_object()) {
-    for (const auto& [name, at] : times->get_object()) {
-      auto s = row_state_from_string(name);
-      auto ms = integer(&at);
+  if (auto seq = integer(o.find("seq")); seq && *seq >= 1) row.seq = static_cast<Seq>(*seq);
+  row.from = string_of(o.find("from")).value_or("");
+  // The body as written in `text`, not re-serialized.
+  if (auto body = o.find("body")) row.body = JsonText{std::string(body->text())};
+  if (auto times = o.find("times"); times && times->is_object()) {
+    for (const JsonMember& member : times->members()) {
+      auto s = row_state_from_string(member.key());
+      auto ms = integer(member.value);
       if (s && ms) row.times[*s] = *ms;
     }
   }
-  row.trace = string_of(o.if_contains("trace"));
-  row.ts = integer(o.if_contains("ts"));
-  row.cts = integer(o.if_contains("cts"));
-  if (const json::value* own = o.if_contains("own"); own && own->is_bool()) row.own = own->get_bool();
-  row.error = error_from(o.if_contains("error"));
+  row.trace = string_of(o.find("trace"));
+  row.ts = integer(o.find("ts"));
+  row.cts = integer(o.find("cts"));
+  if (auto own = o.find("own"); own && own->is_bool()) row.own = own->get_bool();
+  row.error = error_from(o.find("error"));
   return row;
 }
 
@@ -266,20 +254,20 @@ std::string row_event_json(const RowEvent& e) {
 
 std::optional<RowEvent> row_event_from_json(std::string_view text) {
   auto head = read_row_head(text);
-  if (!head || string_of(head->object().if_contains("type")) != "row") return std::nullopt;
-  const json::object& o = head->object();
+  if (!head || string_of(head->object.find("type")) != "row") return std::nullopt;
+  const JsonView& o = head->object;
   RowEvent e;
   e.conv = std::move(head->conv);
   e.id = std::move(head->id);
   e.state = head->state;
-  if (const json::value* own = o.if_contains("own"); own && own->is_bool()) e.own = own->get_bool();
-  if (auto seq = integer(o.if_contains("seq")); seq && *seq >= 1) e.seq = static_cast<Seq>(*seq);
-  e.error = error_from(o.if_contains("error"));
-  e.trace = string_of(o.if_contains("trace"));
-  e.at = integer(o.if_contains("at"));
-  e.from = string_of(o.if_contains("from"));
-  e.cts = integer(o.if_contains("cts"));
-  if (auto body = json_scan::raw_member(text, "body")) e.body = JsonText{std::string(*body)};
+  if (auto own = o.find("own"); own && own->is_bool()) e.own = own->get_bool();
+  if (auto seq = integer(o.find("seq")); seq && *seq >= 1) e.seq = static_cast<Seq>(*seq);
+  e.error = error_from(o.find("error"));
+  e.trace = string_of(o.find("trace"));
+  e.at = integer(o.find("at"));
+  e.from = string_of(o.find("from"));
+  e.cts = integer(o.find("cts"));
+  if (auto body = o.find("body")) e.body = JsonText{std::string(body->text())};
   return e;
 }
 

@@ -1,8 +1,7 @@
 // Sequencing, idempotency and receipt monotonicity: the edge's write rules, once.
 #include "waymark/write_batch.h"
 
-#include <boost/json.hpp>
-
+#include "json_read.h"
 #include "json_write.h"
 #include "waymark/codec.h"
 #include "waymark/stored_record.h"
@@ -19,16 +18,12 @@ struct FrameFacts {
 FrameFacts facts_of(const std::optional<std::string>& stored) {
   FrameFacts facts;
   if (!stored) return facts;
-  boost::json::error_code ec;
-  boost::json::value frame = boost::json::parse(*stored, ec);
-  if (ec || !frame.is_object()) return facts;
-  const auto& o = frame.get_object();
-  if (auto ts = o.find("ts"); ts != o.end() && ts->value().is_int64())
-    facts.ts = ts->value().get_int64();
-  if (auto trace = o.find("trace"); trace != o.end() && trace->value().is_string())
-    facts.trace = std::string(trace->value().get_string());
-  if (auto from = o.find("from"); from != o.end() && from->value().is_string())
-    facts.from = std::string(from->value().get_string());
+  JsonChecked frame = check_json(*stored, std::size_t(-1));
+  if (frame.error || !frame.value.is_object()) return facts;
+  const JsonView& o = frame.value;
+  if (auto ts = o.find("ts"); ts && ts->is_int64()) facts.ts = ts->get_int64();
+  if (auto trace = o.find("trace"); trace && trace->is_string()) facts.trace = trace->get_string();
+  if (auto from = o.find("from"); from && from->is_string()) facts.from = from->get_string();
   return facts;
 }
 

@@ -211,7 +211,7 @@ TEST_CASE("codec: edge frames round-trip with optional fields present and absent
 }
 
 TEST_CASE("codec: msg and ack text is what boost::json writes for the same fields", "[codec]") {
-  // The edge writes these two per message without a DOM; the DOM is the oracle here.
+  // The codec writes every frame without a DOM (json_write.h); boost::json is the oracle here.
   const std::vector<std::string> names = {
       "ops", "with \"quotes\" and \\ back", std::string("nul\0and\x01\x1f", 9), "tab\tnew\nline\r",
       "del\x7f", "caf\xc3\xa9 \xe2\x9c\x93", ""};
